@@ -1,0 +1,139 @@
+"""tf.data input pipelines over a TFRecord set.
+
+    ds = make_dataset("tfrecords/all", "train", spec, batch_size=32, training=True)
+    for features, labels in ds: ...          # features [batch, T, C], zero-padded frames
+
+Shards are interleaved, examples parsed in parallel and cached (as int16) when they fit, then
+batched with per-batch padding; all feature work runs on whole batches on the graph. Training
+adds shuffling, random crops of `clip_seconds`, waveform augmentation and SpecAugment;
+evaluation uses whole clips and never augments.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from pipelines import features as F
+from pipelines.augment import Augment, augment_clip, spec_augment
+from pipelines.spec import FeatureSpec
+from pipelines.tfenv import tfio_audio
+from pipelines.tfrecord import SchemaError, TFRecordSet, open_set, parse_example, to_float
+
+AUTOTUNE = tf.data.AUTOTUNE
+CACHE_LIMIT_BYTES = 2_000_000_000
+META_FIELDS = ("id", "speaker", "corpus", "emotion")
+
+
+def preprocess_clip(pcm, length, spec: FeatureSpec):
+    """One clip's int16 PCM -> float waveform [n'] after DC removal and trimming (per spec)."""
+    wave, new_length = F.preprocess(to_float(pcm)[None, :], length[None], spec)
+    return wave[0, :new_length[0]]
+
+
+def _records(tfset: TFRecordSet, split: str, training: bool, seed: int,
+             num_shards: int, shard_index: int):
+    files = tfset.files(split)
+    if not files:
+        raise SchemaError(f"{tfset.folder}: split {split!r} is empty")
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if num_shards > 1:
+        if len(files) >= num_shards:
+            ds = ds.shard(num_shards, shard_index)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 4),
+                       num_parallel_calls=AUTOTUNE, deterministic=True)
+    if num_shards > 1 and len(files) < num_shards:
+        ds = ds.shard(num_shards, shard_index)
+    return ds.map(parse_example, num_parallel_calls=AUTOTUNE)
+
+
+def make_dataset(
+    folder,
+    split: str,
+    spec: FeatureSpec | None = None,
+    batch_size: int = 32,
+    training: bool = False,
+    clip_seconds: float | None = 3.0,
+    augment: Augment | None = None,
+    cache: bool | str = "auto",
+    seed: int = 0,
+    output: str = "features",
+    with_meta: bool = False,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """A batched dataset of (features, label) or, with output='waveform', of
+    ({'waveform', 'length'}, label); with_meta adds a dict of id/speaker/corpus/emotion.
+
+    training: shuffle, crop each clip to a random `clip_seconds` window (None = whole clips),
+        apply `augment` (default Augment() when training, never when not training).
+    cache: True / False / 'auto' (cache the preprocessed clips in memory when they fit).
+    output='waveform' gives the waveforms after the spec's DC removal and trimming.
+    num_shards / shard_index: this worker's share of the input (multi-worker training).
+    """
+    tfset = open_set(folder)
+    spec = spec or tfset.spec
+    if output not in ("features", "waveform"):
+        raise ValueError("output must be 'features' or 'waveform'")
+    if training and augment is None:
+        augment = Augment()
+    if not training:
+        augment = None
+    audio = tfio_audio() if augment and (augment.time_masks or augment.freq_masks) else None
+    ds = _records(tfset, split, training, seed, num_shards, shard_index)
+
+    def prepare(ex):
+        out = {"wave": preprocess_clip(ex["pcm"], ex["length"], spec), "label": ex["label"]}
+        out.update({k: ex[k] for k in META_FIELDS if with_meta})
+        return out
+
+    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE)
+    # float32 after trimming: about twice the int16 bytes on disk, at most
+    if cache is True or (cache == "auto" and 2 * tfset.bytes(split) < CACHE_LIMIT_BYTES):
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(min(max(tfset.examples(split), 1), 4096), seed=seed,
+                        reshuffle_each_iteration=True)
+    crop = int(round(clip_seconds * spec.sample_rate)) if (training and clip_seconds) else None
+    if augment is not None or crop is not None:
+        def perturb(ex):
+            if augment is not None:
+                wave = augment_clip(ex["wave"], augment, crop)
+            else:
+                wave = ex["wave"][:crop]
+            return {**ex, "wave": wave}
+
+        ds = ds.map(perturb, num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda ex: {**ex, "length": tf.shape(ex["wave"])[0]},
+                num_parallel_calls=AUTOTUNE)
+    ds = ds.padded_batch(batch_size, drop_remainder=drop_remainder)
+
+    def transform(batch):
+        wave, length = batch["wave"], batch["length"]
+        if output == "waveform":
+            x = {"waveform": wave, "length": length}
+        else:
+            x, _ = F.compute(wave, length, spec, preprocessed=True)
+            if augment is not None and audio is not None:
+                x = spec_augment(x, augment, audio)
+        if with_meta:
+            return x, batch["label"], {k: batch[k] for k in META_FIELDS}
+        return x, batch["label"]
+
+    ds = ds.map(transform, num_parallel_calls=AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    options.deterministic = not training
+    return ds.with_options(options).prefetch(AUTOTUNE)
+
+
+def class_weights(folder, split: str = "train") -> dict[int, float]:
+    """Inverse-frequency class weights (mean 1 over examples) for Keras' class_weight."""
+    tfset = open_set(folder)
+    counts = tfset.class_counts(split)
+    total = sum(counts.values())
+    labels = tfset.labels
+    return {i: total / (len(labels) * counts[name]) for i, name in enumerate(labels)
+            if counts.get(name)}

@@ -1,0 +1,142 @@
+"""FeatureSpec: the one data contract between TFRecords, training, export and explanation.
+
+A frozen dataclass, stored as JSON beside every TFRecord set, run and SavedModel. The same
+`pipelines.features.compute(waveform, length, spec)` turns waveforms into features everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+SPEC_VERSION = 1
+KINDS = ("logmel", "mfcc")
+NORMALIZATIONS = ("utterance", "none")
+
+
+class SpecError(ValueError):
+    """A FeatureSpec (or its JSON) that cannot be used."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """How a 16 kHz waveform becomes a [time, channels] feature matrix.
+
+    kind: 'logmel' (n_mels channels) or 'mfcc' (n_mfcc cepstral coefficients + 1 log energy).
+    win_length / hop_length / n_fft: analysis window, hop and FFT size in samples (frames are
+        centred, as in librosa with center=True and zero padding).
+    fmin / fmax: mel filterbank range in Hz (fmax None = Nyquist); Slaney mel scale and
+        normalisation, as librosa's defaults.
+    log_floor: power floor before 10*log10 (librosa's `amin`).
+    top_db: per-utterance clamp of the log values at (max - top_db) dB, as librosa's
+        power_to_db; makes the floor independent of recording level. None disables it.
+    normalization: 'utterance' = mean/variance per channel over the clip's own frames
+        (padding never counts); 'none' = raw dB / cepstra.
+    remove_dc: subtract the clip's mean sample value first (SAVEE carries a DC offset).
+    trim_db: trim leading and trailing frames quieter than (loudest frame - trim_db) dB
+        before anything else, as librosa.effects.trim; None keeps the whole clip.
+    """
+
+    kind: str = "logmel"
+    sample_rate: int = 16000
+    win_length: int = 400
+    hop_length: int = 160
+    n_fft: int = 512
+    n_mels: int = 64
+    fmin: float = 0.0
+    fmax: float | None = 8000.0
+    n_mfcc: int = 40
+    log_floor: float = 1e-10
+    top_db: float | None = 80.0
+    normalization: str = "utterance"
+    remove_dc: bool = True
+    trim_db: float | None = None
+    version: int = SPEC_VERSION
+
+    def __post_init__(self):
+        problems = []
+        if self.kind not in KINDS:
+            problems.append(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.normalization not in NORMALIZATIONS:
+            problems.append(f"normalization must be one of {NORMALIZATIONS}")
+        if not 0 < self.win_length <= self.n_fft:
+            problems.append("need 0 < win_length <= n_fft")
+        if self.n_fft % 2:
+            problems.append("n_fft must be even")
+        if self.hop_length <= 0:
+            problems.append("hop_length must be positive")
+        nyquist = self.sample_rate / 2
+        if not 0 <= self.fmin < (self.fmax or nyquist) <= nyquist:
+            problems.append(f"need 0 <= fmin < fmax <= {nyquist}")
+        if self.kind == "mfcc" and not 0 < self.n_mfcc <= self.n_mels:
+            problems.append("need 0 < n_mfcc <= n_mels")
+        if self.version != SPEC_VERSION:
+            problems.append(f"spec version {self.version} is not {SPEC_VERSION}")
+        if problems:
+            raise SpecError("; ".join(problems))
+
+    @property
+    def channels(self) -> int:
+        """Feature channels: n_mels for log-Mel, n_mfcc + 1 (log energy) for MFCC."""
+        return self.n_mels if self.kind == "logmel" else self.n_mfcc + 1
+
+    @property
+    def channel_names(self) -> list[str]:
+        if self.kind == "mfcc":
+            return [f"c{i}" for i in range(self.n_mfcc)] + ["log_energy"]
+        return [f"mel{i}" for i in range(self.n_mels)]
+
+    def frames(self, num_samples: int) -> int:
+        """Frames for a clip of num_samples (centred framing)."""
+        return 1 + num_samples // self.hop_length
+
+    def replace(self, **changes) -> "FeatureSpec":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureSpec":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise SpecError(f"unknown FeatureSpec fields: {', '.join(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FeatureSpec":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise SpecError(f"FeatureSpec JSON does not parse: {err}") from None
+        return cls.from_dict(data)
+
+    def save(self, path) -> None:
+        from pipelines.io import write_text_atomic
+
+        write_text_atomic(path, self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path) -> "FeatureSpec":
+        path = Path(path)
+        try:
+            return cls.from_json(path.read_text())
+        except OSError as err:
+            raise SpecError(f"{path}: cannot read FeatureSpec ({err.strerror})") from None
+        except SpecError as err:
+            raise SpecError(f"{path}: {err}") from None
+
+
+def mfcc_spec(**changes) -> FeatureSpec:
+    """The MFCC contract of the zoo: 40 coefficients + log energy."""
+    return FeatureSpec(kind="mfcc", **changes)
+
+
+def logmel_spec(**changes) -> FeatureSpec:
+    """The log-Mel contract of the zoo: 64 mel bands."""
+    return FeatureSpec(kind="logmel", **changes)
