@@ -30,13 +30,16 @@ def shard_name(split: str, index: int, count: int) -> str:
 
 
 def quantize(waveform: np.ndarray) -> bytes:
-    """float32 in [-1, 1] -> little-endian int16 bytes (values outside are clipped)."""
-    pcm = np.round(np.clip(waveform, -1.0, 1.0) * 32767.0).astype("<i2")
+    """float32 in [-1, 1] -> little-endian int16 bytes (clipped at full scale).
+
+    The scale is 32768, libsndfile's, so 16-bit sources round-trip exactly.
+    """
+    pcm = np.clip(np.round(waveform * 32768.0), -32768, 32767).astype("<i2")
     return pcm.tobytes()
 
 
 def dequantize(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32767.0
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
 def encode_example(pcm: bytes, length: int, label: int, meta: dict) -> bytes:
@@ -88,7 +91,7 @@ def to_float(pcm):
     """int16 PCM tensor -> float32 waveform in [-1, 1] (inverse of `quantize`)."""
     import tensorflow as tf
 
-    return tf.cast(pcm, tf.float32) / 32767.0
+    return tf.cast(pcm, tf.float32) / 32768.0
 
 
 @dataclasses.dataclass(frozen=True)

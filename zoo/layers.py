@@ -1,0 +1,113 @@
+"""Layers shared by the model families: time masks, masked pooling, attention pooling.
+
+Padding frames are exact zeros in every feature matrix (pipelines.features), so a model finds
+its own time mask from its input. Re-zeroing padded frames after each conv block keeps a clip's
+prediction the same alone or padded in a batch: convolutions see zeros beyond a clip's end
+either way ('same' padding or padded frames), and max pooling after ReLU cannot pick them.
+All layers are registered for safe_mode loading of .keras files.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class FrameMask(keras.layers.Layer):
+    """[batch, T, C] features -> [batch, T] float mask, 1 where any channel is non-zero."""
+
+    def call(self, features):
+        return ops.cast(ops.any(ops.not_equal(features, 0.0), axis=-1), features.dtype)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ApplyFrameMask(keras.layers.Layer):
+    """(x [batch, T, ...], mask [batch, T]) -> x with padded frames set to zero."""
+
+    def call(self, inputs):
+        x, mask = inputs
+        shape = ops.shape(mask)
+        expand = ops.reshape(mask, (shape[0], shape[1]) + (1,) * (len(x.shape) - 2))
+        return x * ops.cast(expand, x.dtype)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class DownsampleMask(keras.layers.Layer):
+    """Frame mask after time pooling by `pool` with 'same' padding: ceil(T / pool) frames."""
+
+    def __init__(self, pool: int, **kwargs):
+        super().__init__(**kwargs)
+        self.pool = int(pool)
+
+    def call(self, mask):
+        if self.pool == 1:
+            return mask
+        pooled = ops.max_pool(mask[:, :, None], pool_size=self.pool, strides=self.pool,
+                              padding="same")
+        return pooled[:, :, 0]
+
+
+    def get_config(self):
+        return {**super().get_config(), "pool": self.pool}
+
+
+def _masked_mean_max(x, mask):
+    """x [batch, T, D], mask [batch, T] -> concat(mean over valid T, max over valid T)."""
+    m = ops.cast(mask, x.dtype)[:, :, None]
+    count = ops.maximum(ops.sum(m, axis=1), 1.0)
+    mean = ops.sum(x * m, axis=1) / count
+    very_negative = ops.cast(-1e9, x.dtype)
+    peak = ops.max(ops.where(m > 0, x, very_negative), axis=1)
+    peak = ops.where(count > 0.5, peak, ops.zeros_like(peak))
+    return ops.concatenate([mean, peak], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class MaskedStatsPooling(keras.layers.Layer):
+    """(x [batch, T, F, C] or [batch, T, D], mask) -> [batch, 2D]: mean and max over valid
+    frames (after averaging over F for 4-D inputs)."""
+
+    def call(self, inputs):
+        x, mask = inputs
+        if len(x.shape) == 4:
+            x = ops.mean(x, axis=2)
+        return _masked_mean_max(x, mask)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class AttentionPooling(keras.layers.Layer):
+    """Additive attention pooling: e_t = v . tanh(W h_t + b), softmax over valid frames,
+    output sum_t a_t h_t. `return_weights=True` also returns the weights [batch, T]."""
+
+    def __init__(self, units: int = 128, return_weights: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.return_weights = bool(return_weights)
+
+    def build(self, input_shape):
+        dim = input_shape[0][-1]
+        self.w = self.add_weight(name="w", shape=(dim, self.units), initializer="glorot_uniform")
+        self.b = self.add_weight(name="b", shape=(self.units,), initializer="zeros")
+        self.v = self.add_weight(name="v", shape=(self.units,), initializer="glorot_uniform")
+
+    def call(self, inputs, mask=None):
+        # The explicit frame mask (second input) is used; a Keras mask carried by h is the same
+        # information and is consumed here rather than passed on.
+        h, mask = inputs
+        scores = ops.tensordot(ops.tanh(ops.tensordot(h, self.w, axes=1) + self.b), self.v,
+                               axes=1)
+        m = ops.cast(mask, scores.dtype)
+        scores = ops.where(m > 0, scores, ops.cast(-1e9, scores.dtype))
+        weights = ops.softmax(scores, axis=1) * m
+        weights = weights / ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1e-9)
+        context = ops.sum(h * weights[:, :, None], axis=1)
+        return (context, weights) if self.return_weights else context
+
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units,
+                "return_weights": self.return_weights}

@@ -1,0 +1,15 @@
+"""Model families; each module registers its builders with zoo.registry when imported."""
+
+from pipelines.spec import FeatureSpec, logmel_spec, mfcc_spec
+
+# The zoo's feature contracts: silence trimmed at 40 dB below the loudest frame (RAVDESS clips
+# are about 30% digital silence), DC removed, per-utterance normalisation.
+TRIM_DB = 40.0
+
+
+def zoo_mfcc_spec() -> FeatureSpec:
+    return mfcc_spec(trim_db=TRIM_DB)
+
+
+def zoo_logmel_spec() -> FeatureSpec:
+    return logmel_spec(trim_db=TRIM_DB)

@@ -1,0 +1,68 @@
+"""Deep CNN over a [time, channels] feature image: 4 conv blocks, masked pooling, dense head.
+
+Registered twice with one builder: `mfcc_cnn` (MFCC 40 + log energy) and `logmel_cnn` (64-band
+log-Mel). Block dropout defaults to 0: dropout right before a conv + BatchNorm block shifts the
+variance BatchNorm sees between training and inference, which made predictions collapse on this
+data (see ARCHITECTURE.md); the head keeps its dropout.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from pipelines.spec import FeatureSpec
+from zoo.layers import ApplyFrameMask, DownsampleMask, FrameMask, MaskedStatsPooling
+from zoo.models import zoo_logmel_spec, zoo_mfcc_spec
+from zoo.registry import register_model
+
+
+def conv_block(x, mask, filters: int, index: int, pool=(2, 2), dropout: float = 0.0,
+               kernel=(3, 3)):
+    """conv -> BN -> ReLU -> re-zero padded frames (named conv_block_N) -> pool [-> dropout]."""
+    name = f"conv_block_{index}"
+    x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.ReLU(name=f"{name}_relu")(x)
+    x = ApplyFrameMask(name=name)([x, mask])
+    x = layers.MaxPooling2D(pool, padding="same", name=f"{name}_pool")(x)
+    mask = DownsampleMask(pool[0], name=f"{name}_mask")(mask)
+    if dropout:
+        x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    return x, mask
+
+
+def feature_input(spec: FeatureSpec):
+    """The features input [batch, T, C] and its frame mask."""
+    inputs = keras.Input((None, spec.channels), name="features")
+    return inputs, FrameMask(name="frame_mask")(inputs)
+
+
+def classifier_head(x, num_classes: int, units: int, dropout: float):
+    x = layers.Dense(units, activation="relu", name="dense")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    return layers.Dense(num_classes, activation="softmax", name="classifier")(x)
+
+
+def deep_cnn(num_classes: int, spec: FeatureSpec, filters=(32, 64, 128, 256),
+             block_dropout: float = 0.0, head_units: int = 128, head_dropout: float = 0.3,
+             name: str = "deep_cnn") -> keras.Model:
+    inputs, mask = feature_input(spec)
+    x = layers.Reshape((-1, spec.channels, 1), name="expand")(inputs)
+    for i, f in enumerate(filters, start=1):
+        x, mask = conv_block(x, mask, f, i, dropout=block_dropout)
+    x = MaskedStatsPooling(name="global_pool")([x, mask])
+    return keras.Model(inputs, classifier_head(x, num_classes, head_units, head_dropout),
+                       name=name)
+
+
+@register_model("mfcc_cnn", spec=zoo_mfcc_spec)
+def mfcc_cnn(num_classes: int, spec: FeatureSpec, **overrides) -> keras.Model:
+    """Deep CNN, 4 conv blocks, on MFCC (40 coefficients + log energy)."""
+    return deep_cnn(num_classes, spec, name="mfcc_cnn", **overrides)
+
+
+@register_model("logmel_cnn", spec=zoo_logmel_spec)
+def logmel_cnn(num_classes: int, spec: FeatureSpec, **overrides) -> keras.Model:
+    """The mfcc_cnn architecture on 64-band log-Mel."""
+    return deep_cnn(num_classes, spec, name="logmel_cnn", **overrides)
