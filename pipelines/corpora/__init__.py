@@ -57,5 +57,12 @@ def read_corpora(args, calm: str = "neutral") -> tuple[pd.DataFrame, pd.DataFram
     if len(set(names)) != len(names):
         raise CorpusError(f"the same corpus name is given twice: {names}")
     rows = pd.concat([r.rows for r in readouts], ignore_index=True)
+    # A reader's integer column (RAVDESS actor, SAVEE sentence) turns float where other corpora
+    # lack it; keep it integer, with missing values, so manifests say 1 and not 1.0.
+    for column in rows.columns:
+        if rows[column].dtype.kind == "f" and any(
+            column in r.rows and r.rows[column].dtype.kind in "iu" for r in readouts
+        ):
+            rows[column] = rows[column].astype("Int64")
     skipped = pd.concat([r.skipped for r in readouts], ignore_index=True)
     return rows, skipped, [n for r in readouts for n in r.notes]
