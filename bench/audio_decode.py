@@ -26,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.atomic import write_text  # noqa: E402
+from pipelines.io import write_text_atomic as write_text  # noqa: E402
 from pipelines.audio import load  # noqa: E402
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from pipelines.atomic import atomic_path, write_text
+from pipelines.io import atomic_path, write_text_atomic as write_text
 from pipelines.audio import AudioError, safe_decode
 from pipelines.corpora import SKIP_COLUMNS, CorpusError, read_corpora
 from pipelines.labels import CALM_POLICIES

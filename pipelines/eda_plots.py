@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from pipelines.atomic import atomic_path  # noqa: E402
+from pipelines.io import atomic_path  # noqa: E402
 from pipelines.labels import ordered  # noqa: E402
 
 DPI = 110
