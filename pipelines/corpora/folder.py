@@ -4,8 +4,8 @@
     DIR/spk01/angry/x.wav            -> emotion angry, speaker spk01
     DIR/angry/spk01_x.wav + speaker_pattern=r"(?P<speaker>[^_]+)_" -> speaker spk01
 
-The emotion is the nearest folder whose name is a known emotion word (any alias `harmonise`
-knows: anger, ang, happiness, ...). Without speaker information all files count as one speaker,
+The emotion is the nearest folder whose name is a known emotion word of 3 letters or more
+(any alias `harmonise` knows: anger, ang, happiness, ...). Without speaker information all files count as one speaker,
 which makes speaker-independent splits impossible; the readout says so.
 """
 
@@ -20,10 +20,17 @@ from pipelines.labels import is_emotion
 EXTRA_COLUMNS = ("label_folder",)
 
 
+def _is_label_folder(name: str) -> bool:
+    # One- and two-letter aliases (SAVEE's a, d, sa, ...) are too easily folder names of
+    # something else; a label folder is a word such as angry, ang, anger, neu, sad.
+    return len(name) >= 3 and is_emotion(name)
+
+
 def parse(path: Path, root: Path, corpus: str, speaker_pattern: re.Pattern | None) -> dict:
     rel = path.relative_to(root)
     folders = rel.parts[:-1]
-    label_at = next((i for i in range(len(folders) - 1, -1, -1) if is_emotion(folders[i])), None)
+    label_at = next(
+        (i for i in range(len(folders) - 1, -1, -1) if _is_label_folder(folders[i])), None)
     if label_at is None:
         raise Unparsable("no folder on its path is an emotion name (e.g. angry/, happy/)")
     speaker = folders[label_at - 1] if label_at > 0 else None

@@ -26,10 +26,12 @@ EXPECTATION = Expectation(
 )
 
 
-def _speaker(prefix: str, path: Path) -> tuple[str, str]:
+def _speaker(prefix: str, path: Path, root: Path) -> tuple[str, str]:
     if prefix.upper() in SPEAKERS:
         return prefix.upper(), ""
-    for parent in path.parents:
+    if not prefix:
+        raise Unparsable("empty speaker prefix")
+    for parent in path.relative_to(root).parents:
         m = _FOLDER_SPEAKER.match(parent.name)
         if m and m.group(1).upper().startswith(prefix.upper()):
             return m.group(1).upper(), f"speaker prefix {prefix!r} read as {m.group(1).upper()}"
@@ -46,7 +48,7 @@ def parse(path: Path, root: Path) -> dict:
         label, words = "ps", words[:-1]
     if not is_emotion(label) or not words:
         raise Unparsable(f"emotion {parts[-1]!r} is not one of {', '.join(LABELS)}")
-    speaker, note = _speaker(parts[0], path)
+    speaker, note = _speaker(parts[0], path, root)
     word = "_".join(words).lower()
     return {
         "speaker": f"{CORPUS}_{speaker}",
