@@ -14,7 +14,6 @@ import argparse
 import datetime
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import sys
@@ -24,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from pipelines import splits as splitting
 from pipelines.audio import MIN_DURATION, SILENCE_DBFS, AudioError, safe_decode
 from pipelines.corpora import CorpusError, read_corpora
 from pipelines.io import write_csv_atomic
 from pipelines.labels import ordered
+from pipelines.parallel import imap_ordered
 from pipelines.spec import FeatureSpec
 from pipelines.tfrecord import SCHEMA_VERSION, SPLITS, encode_example, quantize, shard_name
 
@@ -214,31 +213,26 @@ def _write(rows, skipped, labels, label_index, tmp, shard_mb, workers, min_durat
            progress, fail_after):
     from pipelines.tfenv import quiet_tensorflow
 
-    workers = workers or os.cpu_count() or 1
     jobs = [(p, min_duration) for p in rows["path"]]
     writers = {s: ShardWriter(tmp, s, int(shard_mb * 1e6)) for s in SPLITS}
-    ctx = multiprocessing.get_context("forkserver")
     kept_idx, durations, parts, reasons = [], [], [], []
-    with ctx.Pool(workers) as pool:
-        results = pool.imap(_decode_job, jobs, chunksize=8)
-        quiet_tensorflow()
-        bar = tqdm(total=len(jobs), desc="decode+write", unit="clip", disable=not progress)
-        for i, (decoded, reason) in enumerate(results):
-            bar.update()
-            if fail_after is not None and i == fail_after:
-                raise RuntimeError("simulated failure during the build")
-            row = rows.iloc[i]
-            if decoded is None:
-                reasons.append((row["path"], row["corpus"], reason))
-                continue
-            pcm, length, duration = decoded
-            meta = {"id": _clip_id(row), "duration": duration, **{
-                k: row[k] for k in ("emotion", "speaker", "corpus", "gender", "path", "split")}}
-            record = encode_example(pcm, length, label_index[row["emotion"]], meta)
-            parts.append(writers[row["split"]].write(record))
-            kept_idx.append(i)
-            durations.append(duration)
-        bar.close()
+    quiet_tensorflow()
+    results = imap_ordered(_decode_job, jobs, workers, desc="decode+write", unit="clip",
+                           progress=progress)
+    for i, (decoded, reason) in enumerate(results):
+        if fail_after is not None and i == fail_after:
+            raise RuntimeError("simulated failure during the build")
+        row = rows.iloc[i]
+        if decoded is None:
+            reasons.append((row["path"], row["corpus"], reason))
+            continue
+        pcm, length, duration = decoded
+        meta = {"id": _clip_id(row), "duration": duration, **{
+            k: row[k] for k in ("emotion", "speaker", "corpus", "gender", "path", "split")}}
+        record = encode_example(pcm, length, label_index[row["emotion"]], meta)
+        parts.append(writers[row["split"]].write(record))
+        kept_idx.append(i)
+        durations.append(duration)
     shards = [s for w in writers.values() for s in w.finish()]
     part_to_file = {s.pop("part"): s["file"] for s in shards}
     kept = rows.iloc[kept_idx].copy()

@@ -11,19 +11,17 @@ to what the readers skipped; the command still succeeds. Every output is written
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from pipelines.io import atomic_path, write_text_atomic as write_text
 from pipelines.audio import AudioError, safe_decode
 from pipelines.corpora import SKIP_COLUMNS, CorpusError, read_corpora
 from pipelines.labels import CALM_POLICIES
+from pipelines.parallel import default_workers, imap_ordered
 
 MEASURES = ("duration_s", "orig_sample_rate", "channels", "format", "subtype",
             "peak", "rms_dbfs", "dc_offset", "silent")
@@ -54,32 +52,9 @@ def measure(path: str) -> dict:
     }
 
 
-def default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def measure_all(paths: list[str], workers: int, progress: bool = True) -> list[dict]:
     """measure() for every path, in order; `workers` processes (1: in this process)."""
-    workers = max(1, min(workers, len(paths)))
-    bar = tqdm(total=len(paths), unit="file", desc="measuring", disable=None if progress else True)
-    with bar:
-        if workers == 1:
-            results = []
-            for path in paths:
-                results.append(measure(path))
-                bar.update()
-            return results
-        # Decoding a clip takes ~2 ms: hand out files in chunks so the pool is not all overhead.
-        chunksize = max(1, min(64, len(paths) // (workers * 8)))
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = []
-            for result in pool.map(measure, paths, chunksize=chunksize):
-                results.append(result)
-                bar.update()
-            return results
+    return list(imap_ordered(measure, paths, workers, desc="measuring", progress=progress))
 
 
 def combine(rows: pd.DataFrame, skipped: pd.DataFrame,

@@ -1,0 +1,150 @@
+"""Evaluate an exported model on corpus folders or on a TFRecord split.
+
+    python -m zoo.evaluate --model savedmodels/mfcc_cnn/1 --corpus ravdess=/data/ravdess
+    python -m zoo.evaluate --model savedmodels/mfcc_cnn --data tfrecords/full --split test
+
+Corpus folders are read with the corpus readers and decoded directly (no build step). The model
+is called through its `serving_with_length` signature, as TF Serving would. Prints a table and
+writes JSON with ua, wa, macro_f1, n, per_class, per_corpus and confusion (rows true, columns
+predicted, with the label list).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines.audio import AudioError, safe_decode
+from pipelines.parallel import imap_ordered
+
+
+class EvaluateError(RuntimeError):
+    pass
+
+
+def _decode(path):
+    result = safe_decode(path)
+    return result.reason if isinstance(result, AudioError) else result.waveform
+
+
+def clips_from_corpora(corpora: list[str], calm: str = "neutral", workers=None,
+                       progress: bool = True):
+    """(rows, waveforms, skipped) for corpus folders: reader rows of decodable files."""
+    from pipelines.corpora import read_corpora
+
+    rows, skipped, _ = read_corpora(corpora, calm=calm)
+    decoded = list(imap_ordered(_decode, rows["path"].tolist(), workers, desc="decoding",
+                                progress=progress))
+    ok = [not isinstance(d, str) for d in decoded]
+    bad = rows.loc[[not o for o in ok], ["path", "corpus"]].assign(
+        reason=[d for d in decoded if isinstance(d, str)])
+    rows = rows.loc[ok].reset_index(drop=True)
+    waves = [d for d in decoded if not isinstance(d, str)]
+    rows.insert(0, "id", [f"{c}/{Path(p).stem}" for c, p in zip(rows["corpus"], rows["path"])])
+    return rows, waves, pd.concat([skipped, bad], ignore_index=True)
+
+
+def clips_from_tfrecords(folder, split: str):
+    """(rows, waveforms) of one split, as raw waveforms (no trimming: the model does its own)."""
+    from pipelines.dataset import make_dataset
+    from pipelines.spec import FeatureSpec
+    from pipelines.tfrecord import open_set
+
+    tfset = open_set(folder)
+    raw = FeatureSpec(remove_dc=False, trim_db=None)
+    ds = make_dataset(folder, split, raw, batch_size=64, output="waveform", with_meta=True)
+    metas, waves = [], []
+    for x, _, meta in ds:
+        for i in range(int(x["length"].shape[0])):
+            waves.append(x["waveform"][i, :int(x["length"][i])].numpy())
+            metas.append({k: meta[k][i].numpy().decode() for k in meta})
+    rows = pd.DataFrame(metas)
+    manifest = tfset.manifest().set_index("id")
+    rows["original_label"] = manifest.loc[rows["id"], "original_label"].astype(str).values
+    return rows, waves
+
+
+def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size: int = 16):
+    """(metrics dict, predictions DataFrame) for clips with an `emotion` column."""
+    from zoo.inference import SavedModelRunner
+    from zoo.metrics import full_report
+
+    runner = SavedModelRunner(model_path)
+    labels = runner.labels
+    known = rows["emotion"].isin(labels)
+    if not known.any():
+        raise EvaluateError(f"none of the clips has a label the model knows ({labels})")
+    unknown = sorted(set(rows.loc[~known, "emotion"]))
+    rows = rows.loc[known].reset_index(drop=True)
+    waves = [w for w, k in zip(waves, known) if k]
+    probs = runner.predict(waves, batch_size=batch_size)
+    pred = rows[[c for c in ("id", "path", "speaker", "corpus", "emotion", "original_label")
+                 if c in rows]].copy()
+    pred["label"] = [labels.index(e) for e in rows["emotion"]]
+    pred["pred"] = probs.argmax(axis=1)
+    pred["predicted"] = [labels[i] for i in pred["pred"]]
+    for j, name in enumerate(labels):
+        pred[f"p_{name}"] = probs[:, j]
+    metrics = full_report(pred, labels)
+    metrics.update(model=str(runner.path), excluded_labels=unknown,
+                   speakers=int(pred["speaker"].nunique()))
+    return metrics, pred
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m zoo.evaluate",
+        description="Speaker-level evaluation of an exported model: UA (mean per-class recall), "
+                    "WA (accuracy), macro-F1, per class, per corpus, confusion matrix.")
+    parser.add_argument("--model", required=True,
+                        help="savedmodels/<model>/<version> (or savedmodels/<model>: newest)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--corpus", action="append", metavar="NAME=DIR",
+                        help="corpus folder(s), read with the corpus readers (repeatable)")
+    source.add_argument("--data", help="TFRecord set folder (python -m pipelines.build)")
+    parser.add_argument("--split", default="test", help="split of --data (test)")
+    parser.add_argument("--calm", default="neutral", choices=["neutral", "keep", "drop"],
+                        help="RAVDESS calm handling for --corpus (neutral)")
+    parser.add_argument("--out", help="write the metrics JSON here")
+    parser.add_argument("--predictions", help="write per-clip predictions CSV here")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    from pipelines.corpora import CorpusError
+    from pipelines.io import write_csv_atomic, write_json_atomic
+    from pipelines.tfrecord import SchemaError
+    from zoo.metrics import format_table
+
+    try:
+        if args.corpus:
+            rows, waves, skipped = clips_from_corpora(args.corpus, args.calm,
+                                                      progress=not args.quiet)
+            if len(skipped):
+                print(f"{len(skipped)} files skipped (first: {skipped.iloc[0]['path']}: "
+                      f"{skipped.iloc[0]['reason']})", file=sys.stderr)
+        else:
+            rows, waves = clips_from_tfrecords(args.data, args.split)
+        if not len(rows):
+            raise EvaluateError("no clips to evaluate")
+        metrics, pred = evaluate(args.model, rows, waves, args.batch_size)
+    except (EvaluateError, CorpusError, SchemaError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    title = f"{metrics['model']}: {metrics['n']} clips, {metrics['speakers']} speakers"
+    print(format_table(metrics, title))
+    if metrics["excluded_labels"]:
+        print(f"left out (labels the model does not know): {metrics['excluded_labels']}")
+    if args.out:
+        write_json_atomic(args.out, metrics)
+    if args.predictions:
+        write_csv_atomic(args.predictions, pred)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

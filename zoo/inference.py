@@ -1,0 +1,52 @@
+"""Run an exported SavedModel on waveforms, the way TF Serving calls it (its signatures)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.tfenv import quiet_tensorflow
+from zoo.export import SIGNATURE_LENGTH, read_export, resolve_version
+
+
+class SavedModelRunner:
+    """Loads savedmodels/<model>[/<version>] and predicts on lists of 1-D waveforms."""
+
+    def __init__(self, path):
+        tf = quiet_tensorflow()
+        self.path = resolve_version(Path(path))
+        self.info = read_export(self.path)
+        self.labels: list[str] = list(self.info["labels"])
+        self.loaded = tf.saved_model.load(str(self.path))
+        self.signature = self.loaded.signatures[SIGNATURE_LENGTH]
+
+    def predict_batch(self, waveform: np.ndarray, length: np.ndarray) -> np.ndarray:
+        tf = quiet_tensorflow()
+        out = self.signature(waveform=tf.constant(waveform, tf.float32),
+                             length=tf.constant(length, tf.int32))
+        return out["probabilities"].numpy()
+
+    def predict(self, waves: list[np.ndarray], batch_size: int = 16,
+                max_batch_samples: int = 16000 * 60 * 4) -> np.ndarray:
+        """Probabilities [n, classes]; clips are batched by similar length (less padding),
+        results come back in input order."""
+        order = np.argsort([len(w) for w in waves], kind="stable")
+        out = np.zeros((len(waves), len(self.labels)), np.float32)
+        start = 0
+        while start < len(order):
+            stop = start + 1
+            longest = len(waves[order[start]])
+            while stop < len(order) and stop - start < batch_size:
+                longest = max(longest, len(waves[order[stop]]))
+                if longest * (stop - start + 1) > max_batch_samples:
+                    break
+                stop += 1
+            idx = order[start:stop]
+            length = np.array([len(waves[i]) for i in idx], np.int32)
+            batch = np.zeros((len(idx), int(length.max())), np.float32)
+            for row, i in enumerate(idx):
+                batch[row, :length[row]] = waves[i]
+            out[idx] = self.predict_batch(batch, length)
+            start = stop
+        return out

@@ -1,0 +1,67 @@
+"""The short model card written beside every export."""
+
+from __future__ import annotations
+
+import datetime
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def model_card(config, spec, tfset, metrics: dict) -> str:
+    schema = tfset.schema
+    split = schema["split_method"]
+    lines = [
+        f"# {config.model}",
+        "",
+        f"Trained {datetime.date.today().isoformat()} with `python -m zoo.train --model "
+        f"{config.model} --data {tfset.folder}` ({metrics.get('epochs_run')} epochs, best "
+        f"epoch {metrics.get('best_epoch')}, {metrics.get('train_seconds', 0) / 60:.1f} min).",
+        "",
+        "## Input and output",
+        "",
+        "`serving_default`: `waveform` float32 [batch, samples], mono, 16 kHz, full scale 1.0.",
+        "`serving_with_length`: the same plus `length` int32 [batch] for zero-padded rows.",
+        "Both return `probabilities` float32 [batch, classes] and `label` string [batch].",
+        f"Labels (index order): {', '.join(schema['labels'])}.",
+        "",
+        f"Features computed inside the graph: {spec.kind}, {spec.channels} channels, "
+        f"window {spec.win_length} / hop {spec.hop_length} samples, n_fft {spec.n_fft}, "
+        f"trim {spec.trim_db} dB, DC removal {spec.remove_dc}, normalisation "
+        f"{spec.normalization} (full FeatureSpec in assets/feature_spec.json).",
+        "",
+        "## Data",
+        "",
+        f"Split: {split['mode']}"
+        + (" (speaker-independent: no speaker on two sides)" if split["speaker_independent"]
+           else " (RANDOM by file: speakers appear on both sides; not comparable to "
+                "speaker-independent results)") + ".",
+        "",
+        "| split | clips | speakers | corpora |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    for name, s in schema["splits"].items():
+        corpora = ", ".join(f"{c} {n}" for c, n in sorted(s["corpora"].items()))
+        lines.append(f"| {name} | {s['examples']} | {len(s['speakers'])} | {corpora} |")
+    lines += ["", "## Results", "",
+              "| split | n | UA | WA | macro-F1 |", "| --- | ---: | ---: | ---: | ---: |"]
+    for key in ("validation", "test"):
+        if key in metrics:
+            m = metrics[key]
+            lines.append(f"| {key} | {m['n']} | {_fmt(m['ua'])} | {_fmt(m['wa'])} | "
+                         f"{_fmt(m['macro_f1'])} |")
+            for corpus, c in m.get("per_corpus", {}).items():
+                lines.append(f"| {key}: {corpus} | {c['n']} | {_fmt(c['ua'])} | "
+                             f"{_fmt(c['wa'])} | {_fmt(c['macro_f1'])} |")
+            if "without_calm" in m:
+                c = m["without_calm"]
+                lines.append(f"| {key}: without RAVDESS calm | {c['n']} | {_fmt(c['ua'])} | "
+                             f"{_fmt(c['wa'])} | {_fmt(c['macro_f1'])} |")
+    lines += ["", "UA = mean per-class recall, WA = accuracy.", "",
+              "## Licence of the training data", "",
+              "RAVDESS (CC BY-NC-SA 4.0), TESS (CC BY-NC-ND 4.0) and SAVEE (research use) do "
+              "not allow commercial use; a model trained on them inherits that restriction in "
+              "practice. Acted emotion in studio recordings: expect lower accuracy on "
+              "spontaneous speech, other languages and other recording conditions.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,428 @@
+"""Train a registered model: `python -m zoo.train --model NAME [--data tfrecords/NAME] ...`
+
+With no --data, a small real sample bundled with the package (98 RAVDESS clips, 7 actors) is
+built into tfrecords/demo and used, so the command runs anywhere in a couple of minutes.
+
+A run folder (runs/<model>-<data> by default) receives config.json, feature_spec.json,
+versions.json, history.jsonl, metrics.json, predictions.csv, confusion.png and TensorBoard logs
+(tb/). A killed run resumes where it stopped when started again with the same --run-dir.
+At the end the best epoch (validation UA) is exported as a SavedModel that takes raw audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from pipelines.tfenv import quiet_tensorflow
+
+DEMO_DIR = Path(__file__).resolve().parent / "data" / "demo"
+
+
+class TrainError(RuntimeError):
+    """A problem the user can fix; printed as one line."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    model: str
+    data: str | None = None
+    epochs: int | None = None
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 1
+    patience: int = 10
+    clip_seconds: float = 3.0
+    augment: bool = True
+    class_weights: bool = True
+    run_dir: str | None = None
+    export: str | None = None
+    strategy: str = "default"
+    seed: int = 0
+    deterministic: bool = False
+    overrides: dict = dataclasses.field(default_factory=dict)
+    spec_overrides: dict = dataclasses.field(default_factory=dict)
+    cpu_devices: int = 0
+
+    def resolved_epochs(self) -> int:
+        return self.epochs if self.epochs is not None else (30 if self.data is None else 40)
+
+
+# ---------------------------------------------------------------- data and run folder
+
+def demo_data(out: Path = Path("tfrecords/demo")) -> Path:
+    """Build (once) the TFRecord set of the bundled sample; returns its folder."""
+    from pipelines.build import build
+
+    build([f"ravdess={DEMO_DIR / 'ravdess'}"], out, validation=0.15, test=0.15,
+          progress=False)
+    return out
+
+
+def resolve_run_dir(config: TrainConfig, data: Path) -> Path:
+    """Explicit --run-dir: use it (resume if unfinished; refuse if finished). Default: the
+    first of runs/<model>-<data>, -2, -3, ... that is new or unfinished."""
+    if config.run_dir:
+        run = Path(config.run_dir)
+        if (run / "metrics.json").exists():
+            raise TrainError(f"{run} holds a finished run; choose another --run-dir")
+        return run
+    base = Path("runs") / f"{config.model}-{data.name}"
+    for i in range(1, 1000):
+        run = base if i == 1 else base.with_name(f"{base.name}-{i}")
+        if not (run / "metrics.json").exists():
+            return run
+    raise TrainError(f"too many runs under {base}")
+
+
+def package_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for name in ("tensorflow", "keras", "tensorboard", "numpy", "pandas", "scikit-learn",
+                 "librosa", "tensorflow-io", "transformers", "tf-keras", "tf-keras-vis"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def check_data(tfset, splits=("train", "validation")) -> None:
+    """One-line errors for a set that cannot train a classifier."""
+    for split in splits:
+        if tfset.examples(split) == 0:
+            raise TrainError(f"{tfset.folder}: split {split!r} is empty (too few speakers? "
+                             "build with other --validation/--test shares)")
+    counts = tfset.class_counts("train")
+    missing = [label for label in tfset.labels if not counts.get(label)]
+    if missing:
+        raise TrainError(f"{tfset.folder}: no training examples of {', '.join(missing)}")
+
+
+# ---------------------------------------------------------------- strategy
+
+def make_strategy(kind: str, cpu_devices: int = 0):
+    """default | mirrored (all local GPUs, else all logical CPUs) | multiworker (TF_CONFIG)."""
+    tf = quiet_tensorflow()
+    if cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
+    if kind == "default":
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if kind == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise TrainError("--strategy multiworker needs the TF_CONFIG environment variable "
+                             "(cluster and task) on every worker")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise TrainError(f"unknown strategy {kind!r}")
+
+
+def worker_role(strategy) -> tuple[int, int, bool]:
+    """(number of input pipelines, this worker's index, is chief) for a strategy."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return 1, 0, True
+    cluster = resolver.cluster_spec().as_dict()
+    workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+    task_type, task_id = resolver.task_type, resolver.task_id or 0
+    has_chief = "chief" in cluster
+    index = task_id + (1 if has_chief and task_type == "worker" else 0)
+    chief = task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
+    return workers, index, chief
+
+
+# ---------------------------------------------------------------- training
+
+def train(config: TrainConfig) -> dict:
+    """Run one training job; returns the metrics dict (also written to metrics.json)."""
+    tf = quiet_tensorflow()
+    import keras
+
+    from pipelines.dataset import class_weights, make_dataset
+    from pipelines.io import write_json_atomic
+    from pipelines.tfrecord import open_set
+    from zoo.registry import build_model, get_entry
+
+    entry = get_entry(config.model)
+    if entry.input != "features":
+        from zoo.train_ssl import train_ssl  # embedding and waveform models
+
+        return train_ssl(config)
+    strategy = make_strategy(config.strategy, config.cpu_devices)
+    data = Path(config.data) if config.data else demo_data()
+    tfset = open_set(data)
+    check_data(tfset)
+    labels = tfset.labels
+    spec = entry.default_spec().replace(**config.spec_overrides)
+    num_workers, worker_index, chief = worker_role(strategy)
+    run = resolve_run_dir(config, data)
+    if not chief:  # other workers write their (unused) copies to a scratch folder
+        run = run / f".worker-{worker_index}"
+    run.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    epochs = config.resolved_epochs()
+    print(f"model {config.model} on {data} ({tfset.examples('train')} train / "
+          f"{tfset.examples('validation')} validation clips), {epochs} epochs, run folder {run}")
+
+    from pipelines.augment import Augment
+
+    augment = Augment() if config.augment else Augment.none()
+    train_ds = make_dataset(data, "train", spec, config.batch_size, training=True,
+                            clip_seconds=config.clip_seconds, augment=augment, seed=config.seed,
+                            num_shards=num_workers, shard_index=worker_index).repeat()
+    val_ds = make_dataset(data, "validation", spec, config.batch_size)
+    steps = -(-tfset.examples("train") // config.batch_size // num_workers)
+
+    with strategy.scope():
+        model = build_model(config.model, len(labels), spec, **config.overrides)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.lr / 10, decay_steps=max(epochs * steps, 1),
+            warmup_target=config.lr, warmup_steps=config.warmup_epochs * steps, alpha=0.01)
+        model.compile(optimizer=keras.optimizers.AdamW(schedule,
+                                                       weight_decay=config.weight_decay),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    _write_run_files(run, config, spec, labels, tfset, model)
+
+    from zoo.callbacks import ResumeState, ValidationMetrics
+
+    best_path = run / "best.weights.h5"
+    checkpoint = keras.callbacks.ModelCheckpoint(best_path, monitor="val_ua", mode="max",
+                                                 save_best_only=True, save_weights_only=True)
+    stopper = keras.callbacks.EarlyStopping(monitor="val_ua", mode="max",
+                                            patience=config.patience)
+    callbacks = [
+        ValidationMetrics(val_ds, labels, run, run / "tb", write=chief),
+        keras.callbacks.BackupAndRestore(str(run / "backup")),
+        checkpoint, stopper,
+        keras.callbacks.TensorBoard(str(run / "tb"), write_graph=False),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    callbacks.append(ResumeState(run, checkpoint, stopper))
+    if chief:
+        _write_hparams(run / "tb", config, spec)
+    weights = class_weights(data) if config.class_weights else None
+    started = time.perf_counter()
+    model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, class_weight=weights,
+              callbacks=callbacks,
+              verbose=2 if not sys.stdout.isatty() else 1)
+    seconds = time.perf_counter() - started
+    if not best_path.exists():
+        raise TrainError("no epoch finished with a validation score; nothing to export")
+    model.load_weights(best_path)
+    if not chief:
+        return {}
+    return _finish(model, config, spec, labels, data, tfset, run, seconds, make_dataset,
+                   write_json_atomic)
+
+
+def _write_run_files(run, config, spec, labels, tfset, model) -> None:
+    from pipelines.io import write_json_atomic
+
+    resolved = {**dataclasses.asdict(config), "epochs": config.resolved_epochs(),
+                "data": str(tfset.folder), "labels": labels,
+                "parameters": int(model.count_params())}
+    write_json_atomic(run / "config.json", resolved)
+    spec.save(run / "feature_spec.json")
+    write_json_atomic(run / "versions.json", package_versions())
+
+
+def _write_hparams(tb_dir: Path, config: TrainConfig, spec) -> None:
+    tf = quiet_tensorflow()
+    from tensorboard.plugins.hparams import api as hp
+
+    values = {"model": config.model, "lr": config.lr, "batch_size": config.batch_size,
+              "weight_decay": config.weight_decay, "clip_seconds": config.clip_seconds,
+              "augment": config.augment, "feature_kind": spec.kind,
+              "trim_db": spec.trim_db if spec.trim_db is not None else -1.0,
+              "seed": config.seed}
+    with tf.summary.create_file_writer(str(tb_dir / "hparams")).as_default():
+        hp.hparams(values)
+
+
+def predict_split(model, data, split, spec, labels, make_dataset, batch_size=32):
+    """predictions DataFrame (id, speaker, corpus, emotion, label, pred, p_<label>...)."""
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    ds = make_dataset(data, split, spec, batch_size, with_meta=True)
+    for x, y, meta in ds:
+        probs = np.asarray(model(x, training=False))
+        for i in range(len(probs)):
+            row = {k: meta[k][i].numpy().decode() for k in meta}
+            row.update(split=split, label=int(y[i]), pred=int(probs[i].argmax()))
+            row.update({f"p_{name}": float(probs[i, j]) for j, name in enumerate(labels)})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _finish(model, config, spec, labels, data, tfset, run, seconds, make_dataset,
+            write_json_atomic) -> dict:
+    import pandas as pd
+
+    from pipelines.io import write_csv_atomic
+    from zoo.callbacks import read_history
+    from zoo.metrics import format_table, full_report, plot_confusion
+
+    manifest = tfset.manifest().set_index("id")
+    frames, metrics = [], {"model": config.model, "data": str(data), "labels": labels,
+                           "speaker_independent": tfset.schema["split_method"][
+                               "speaker_independent"]}
+    for split in ("validation", "test", "train"):
+        if tfset.examples(split) == 0:
+            continue
+        pred = predict_split(model, data, split, spec, labels, make_dataset)
+        pred["original_label"] = manifest.loc[pred["id"], "original_label"].astype(str).values
+        key = "train_eval" if split == "train" else split
+        metrics[key] = full_report(pred, labels)
+        if split != "train":
+            frames.append(pred)
+        print(format_table(metrics[key], f"{key} ({metrics[key]['n']} clips)"))
+    history = read_history(run)
+    best = max(history, key=lambda h: h["val_ua"]) if history else {}
+    metrics.update(best_epoch=best.get("epoch"), epochs_run=len(history),
+                   train_seconds=round(seconds, 1))
+    metrics["batchnorm_check"] = _batchnorm_check(history, metrics.get("train_eval"))
+    predictions = pd.concat(frames, ignore_index=True)
+    write_csv_atomic(run / "predictions.csv", predictions)
+    shown = metrics.get("test") or metrics["validation"]
+    plot_confusion(shown["confusion"], labels,
+                   f"{config.model}: {'test' if 'test' in metrics else 'validation'} "
+                   f"UA {shown['ua']:.3f}", run / "confusion.png")
+    model.save(run / "model.keras")
+    export_base = Path(config.export) if config.export else (
+        run / "savedmodels" if config.data is None else Path("savedmodels"))
+    from zoo.export import export
+    from zoo.model_card import model_card
+
+    card = model_card(config, spec, tfset, metrics)
+    version_dir = export(model, spec, labels, export_base, config.model, card,
+                         meta={"metrics": _headline(metrics), "run": str(run),
+                               "data": str(data)})
+    metrics["export"] = str(version_dir)
+    write_json_atomic(run / "metrics.json", metrics)
+    print(f"exported {version_dir}; run folder {run} (tensorboard --logdir {run / 'tb'})")
+    return metrics
+
+
+def _headline(metrics: dict) -> dict:
+    out = {}
+    for key in ("validation", "test"):
+        if key in metrics:
+            m = metrics[key]
+            out[key] = {k: m[k] for k in ("n", "ua", "wa", "macro_f1")}
+    return out
+
+
+def _batchnorm_check(history, train_eval) -> dict:
+    """Inference-mode accuracy on the training set vs the training curve: a large gap means the
+    stored BatchNorm statistics do not fit the data (see ARCHITECTURE.md pitfalls)."""
+    if not history or not train_eval:
+        return {}
+    fit_acc = history[-1].get("accuracy")
+    gap = None if fit_acc is None else round(fit_acc - train_eval["wa"], 4)
+    return {"train_accuracy_during_fit": fit_acc, "train_accuracy_inference": train_eval["wa"],
+            "gap": gap, "ok": gap is None or gap < 0.15}
+
+
+# ---------------------------------------------------------------- CLI
+
+def parse_args(argv=None) -> TrainConfig:
+    from zoo.registry import list_models
+
+    parser = argparse.ArgumentParser(
+        prog="python -m zoo.train",
+        description="Train a model from the zoo on a TFRecord set (python -m pipelines.build) "
+                    "with speaker-independent validation, then export it as a SavedModel.",
+        epilog="models: " + ", ".join(list_models()))
+    parser.add_argument("--model", required=True, help="registered model name (see below)")
+    parser.add_argument("--data", help="TFRecord set folder; default: the bundled 98-clip demo "
+                                       "sample, built into tfrecords/demo")
+    parser.add_argument("--epochs", type=int, help="maximum epochs (default 40; demo 30)")
+    parser.add_argument("--batch-size", type=int, default=32, help="global batch size (32)")
+    parser.add_argument("--lr", type=float, default=1e-3,
+                        help="peak learning rate of the warm-up + cosine schedule (1e-3)")
+    parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW (1e-4)")
+    parser.add_argument("--patience", type=int, default=10,
+                        help="stop after this many epochs without a better validation UA (10)")
+    parser.add_argument("--clip-seconds", type=float, default=3.0,
+                        help="random training crop length in seconds (3.0)")
+    parser.add_argument("--no-augment", action="store_true",
+                        help="no speed/gain/noise/SpecAugment augmentation")
+    parser.add_argument("--no-class-weights", action="store_true",
+                        help="do not weight classes by inverse frequency")
+    parser.add_argument("--run-dir", help="run folder (default runs/<model>-<data>[-N]); an "
+                                          "unfinished run there is resumed")
+    parser.add_argument("--export", help="SavedModel base folder (default savedmodels; for "
+                                         "the demo data <run>/savedmodels)")
+    parser.add_argument("--strategy", default="default",
+                        choices=["default", "mirrored", "multiworker"],
+                        help="tf.distribute: mirrored = all local devices; multiworker = "
+                             "MultiWorkerMirroredStrategy configured by TF_CONFIG")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="TF op determinism (slower; augmentation order still varies "
+                             "with parallel input processing)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="model builder override, e.g. --set head_dropout=0.5 (JSON value)")
+    parser.add_argument("--spec", action="append", default=[], metavar="KEY=VALUE",
+                        help="FeatureSpec override, e.g. --spec trim_db=30 (JSON value)")
+    parser.add_argument("--cpu-devices", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    return TrainConfig(
+        model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, weight_decay=args.weight_decay, patience=args.patience,
+        clip_seconds=args.clip_seconds, augment=not args.no_augment,
+        class_weights=not args.no_class_weights, run_dir=args.run_dir, export=args.export,
+        strategy=args.strategy, seed=args.seed, deterministic=args.deterministic,
+        overrides=_pairs(args.set, "--set"), spec_overrides=_pairs(args.spec, "--spec"),
+        cpu_devices=args.cpu_devices)
+
+
+def _pairs(items, flag) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise TrainError(f"{flag} takes KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def main(argv=None) -> int:
+    from pipelines.build import BuildError
+    from pipelines.spec import SpecError
+    from pipelines.tfrecord import SchemaError
+    from zoo.registry import UnknownModelError
+
+    try:
+        config = parse_args(argv)
+        train(config)
+    except (TrainError, SchemaError, SpecError, BuildError, UnknownModelError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command (same --run-dir) to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
