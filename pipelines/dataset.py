@@ -63,6 +63,8 @@ def make_dataset(
     num_shards: int = 1,
     shard_index: int = 0,
     drop_remainder: bool = False,
+    speaker_norm: float = 0.0,
+    speaker_stats=None,
 ) -> tf.data.Dataset:
     """A batched dataset of (features, label) or, with output='waveform', of
     ({'waveform', 'length'}, label); with_meta adds a dict of id/speaker/corpus/emotion.
@@ -72,6 +74,10 @@ def make_dataset(
     cache: True / False / 'auto' (cache the preprocessed clips in memory when they fit).
     output='waveform' gives the waveforms after the spec's DC removal and trimming.
     num_shards / shard_index: this worker's share of the input (multi-worker training).
+    speaker_norm: share of clips normalised with their speaker's statistics instead of their
+        own (pipelines.speaker_stats; computed from the set and cached there unless
+        `speaker_stats` is given): 0 = per-utterance only, 1 = per-speaker for every clip
+        whose speaker has statistics; in between (training only) picks per clip at random.
     """
     tfset = open_set(folder)
     spec = spec or tfset.spec
@@ -82,11 +88,14 @@ def make_dataset(
     if not training:
         augment = None
     audio = tfio_audio() if augment and (augment.time_masks or augment.freq_masks) else None
+    normalizer = _speaker_normalizer(folder, spec, speaker_norm, speaker_stats, training) \
+        if speaker_norm > 0 and output == "features" else None
+    meta_fields = META_FIELDS if with_meta else (("speaker",) if normalizer else ())
     ds = _records(tfset, split, training, seed, num_shards, shard_index)
 
     def prepare(ex):
         out = {"wave": preprocess_clip(ex["pcm"], ex["length"], spec), "label": ex["label"]}
-        out.update({k: ex[k] for k in META_FIELDS if with_meta})
+        out.update({k: ex[k] for k in meta_fields})
         return out
 
     ds = ds.map(prepare, num_parallel_calls=AUTOTUNE)
@@ -114,10 +123,12 @@ def make_dataset(
         wave, length = batch["wave"], batch["length"]
         if output == "waveform":
             x = {"waveform": wave, "length": length}
+        elif normalizer is not None:
+            x = normalizer(wave, length, batch["speaker"])
         else:
             x, _ = F.compute(wave, length, spec, preprocessed=True)
-            if augment is not None and audio is not None:
-                x = spec_augment(x, augment, audio)
+        if output == "features" and augment is not None and audio is not None:
+            x = spec_augment(x, augment, audio)
         if with_meta:
             return x, batch["label"], {k: batch[k] for k in META_FIELDS}
         return x, batch["label"]
@@ -127,6 +138,33 @@ def make_dataset(
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     options.deterministic = not training
     return ds.with_options(options).prefetch(AUTOTUNE)
+
+
+def _speaker_normalizer(folder, spec: FeatureSpec, share: float, stats, training: bool):
+    """A graph function (wave, length, speaker) -> features normalised per speaker for a
+    `share` of clips (all clips with known statistics when not training)."""
+    from pipelines.speaker_stats import from_tfrecords, raw_spec
+
+    stats = stats or from_tfrecords(folder, spec)
+    speakers = stats.speakers
+    means, stds = (tf.constant(a) for a in stats.arrays(speakers))
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(speakers),
+                                            tf.range(len(speakers), dtype=tf.int32)), -1)
+    raw = raw_spec(spec)
+
+    def normalize(wave, length, speaker):
+        feats, frames = F.compute(wave, length, raw, preprocessed=True)
+        index = table.lookup(speaker)
+        safe = tf.maximum(index, 0)
+        by_speaker = F.normalize(feats, frames, (tf.gather(means, safe), tf.gather(stds, safe)))
+        by_clip = F.normalize(feats, frames)
+        use = index >= 0
+        if training and share < 1.0:
+            use = tf.logical_and(use, tf.random.uniform(tf.shape(index)) < share)
+        return tf.where(use[:, None, None], by_speaker, by_clip)
+
+    return normalize
 
 
 def class_weights(folder, split: str = "train") -> dict[int, float]:

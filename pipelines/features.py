@@ -186,20 +186,32 @@ def mfcc(framed, length, spec: FeatureSpec):
     return tf.concat([cepstra[..., :spec.n_mfcc], log_energy(framed, length, spec)], axis=-1)
 
 
-def normalize(features, num_frames):
-    """Zero mean, unit variance per channel over each clip's own frames; padding -> 0."""
+def normalize(features, num_frames, stats=None):
+    """Zero mean, unit variance per channel; padded frames -> 0.
+
+    stats None: each clip's own frames (per-utterance). stats (mean, std), each [batch, C]:
+    statistics given from outside, e.g. over all clips of the clip's speaker.
+    """
     mask = frame_mask(num_frames, tf.shape(features)[1], features.dtype)[:, :, None]
-    count = tf.maximum(tf.reduce_sum(mask, axis=1, keepdims=True), 1.0)
-    mean = tf.reduce_sum(features * mask, axis=1, keepdims=True) / count
-    var = tf.reduce_sum(tf.square(features - mean) * mask, axis=1, keepdims=True) / count
-    return (features - mean) * tf.math.rsqrt(var + _EPS) * mask
+    if stats is None:
+        count = tf.maximum(tf.reduce_sum(mask, axis=1, keepdims=True), 1.0)
+        mean = tf.reduce_sum(features * mask, axis=1, keepdims=True) / count
+        var = tf.reduce_sum(tf.square(features - mean) * mask, axis=1, keepdims=True) / count
+        scale = tf.math.rsqrt(var + _EPS)
+    else:
+        mean = tf.convert_to_tensor(stats[0], features.dtype)[:, None, :]
+        std = tf.convert_to_tensor(stats[1], features.dtype)[:, None, :]
+        scale = tf.math.rsqrt(tf.square(std) + _EPS)
+    return (features - mean) * scale * mask
 
 
-def compute(waveform, length, spec: FeatureSpec, preprocessed: bool = False):
+def compute(waveform, length, spec: FeatureSpec, preprocessed: bool = False, stats=None):
     """Waveforms [batch, samples] + lengths [batch] -> (features [batch, T, C], frames [batch]).
 
     Padded frames are exact zeros. `preprocessed=True` skips DC removal and trimming (for
-    callers that already ran `preprocess`, e.g. before random cropping).
+    callers that already ran `preprocess`, e.g. before random cropping). `stats` = (mean, std)
+    per clip, each [batch, C], normalises with given statistics (over the clip's speaker)
+    instead of the clip's own; it applies whenever spec.normalization is not 'none'.
     """
     waveform = tf.convert_to_tensor(waveform, tf.float32)
     length = tf.cast(length, tf.int32)
@@ -210,8 +222,8 @@ def compute(waveform, length, spec: FeatureSpec, preprocessed: bool = False):
         mfcc(framed, length, spec)
     num_frames = frame_count(length, spec)
     mask = frame_mask(num_frames, tf.shape(feats)[1])[:, :, None]
-    if spec.normalization == "utterance":
-        feats = normalize(feats, num_frames)
+    if spec.normalization != "none":
+        feats = normalize(feats, num_frames, stats)
     return feats * mask, num_frames
 
 

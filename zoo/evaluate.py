@@ -20,6 +20,7 @@ import pandas as pd
 
 from pipelines.audio import AudioError, safe_decode
 from pipelines.parallel import imap_ordered
+from pipelines.tfenv import quiet_tensorflow
 
 
 class EvaluateError(RuntimeError):
@@ -68,20 +69,42 @@ def clips_from_tfrecords(folder, split: str):
     return rows, waves
 
 
-def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size: int = 16):
-    """(metrics dict, predictions DataFrame) for clips with an `emotion` column."""
+def speaker_statistics(runner, rows: pd.DataFrame, waves: list[np.ndarray]):
+    """Per-clip (mean, std) arrays from each speaker's clips (all of them, no labels used)."""
+    from pipelines.speaker_stats import from_waveforms
+
+    speakers = rows["speaker"].astype(str).tolist()
+    unknown = sorted({s for s in speakers if s.endswith("_unknown")})
+    if unknown:
+        raise EvaluateError(f"--speaker-norm needs speaker ids; {', '.join(unknown)} "
+                            "stands for clips without one")
+    stats = from_waveforms(waves, speakers, runner.spec)
+    return stats.arrays(speakers)
+
+
+def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size: int = 16,
+             speaker_norm: bool = False):
+    """(metrics dict, predictions DataFrame) for clips with an `emotion` column.
+
+    speaker_norm: normalise features with statistics over each speaker's clips instead of each
+    clip's own (explicit opt-in; the figures are labelled with it).
+    """
     from zoo.inference import SavedModelRunner
     from zoo.metrics import full_report
 
     runner = SavedModelRunner(model_path)
     labels = runner.labels
+    stats = speaker_statistics(runner, rows, waves) if speaker_norm else None
     known = rows["emotion"].isin(labels)
     if not known.any():
         raise EvaluateError(f"none of the clips has a label the model knows ({labels})")
     unknown = sorted(set(rows.loc[~known, "emotion"]))
+    keep = known.to_numpy()
     rows = rows.loc[known].reset_index(drop=True)
-    waves = [w for w, k in zip(waves, known) if k]
-    probs = runner.predict(waves, batch_size=batch_size)
+    waves = [w for w, k in zip(waves, keep) if k]
+    if stats is not None:
+        stats = (stats[0][keep], stats[1][keep])
+    probs = runner.predict(waves, batch_size=batch_size, stats=stats)
     pred = rows[[c for c in ("id", "path", "speaker", "corpus", "emotion", "original_label")
                  if c in rows]].copy()
     pred["label"] = [labels.index(e) for e in rows["emotion"]]
@@ -90,12 +113,16 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
     for j, name in enumerate(labels):
         pred[f"p_{name}"] = probs[:, j]
     metrics = full_report(pred, labels)
+    trained_share = runner.info.get("speaker_norm_training_share", 0.0)
     metrics.update(model=str(runner.path), excluded_labels=unknown,
-                   speakers=int(pred["speaker"].nunique()))
+                   speakers=int(pred["speaker"].nunique()),
+                   normalization="per speaker" if speaker_norm else "per utterance",
+                   speaker_norm_training_share=trained_share)
     return metrics, pred
 
 
 def main(argv=None) -> int:
+    quiet_tensorflow()  # before anything imports keras, so start-up noise stays hidden
     parser = argparse.ArgumentParser(
         prog="python -m zoo.evaluate",
         description="Speaker-level evaluation of an exported model: UA (mean per-class recall), "
@@ -111,6 +138,10 @@ def main(argv=None) -> int:
                         help="RAVDESS calm handling for --corpus (neutral)")
     parser.add_argument("--out", help="write the metrics JSON here")
     parser.add_argument("--predictions", help="write per-clip predictions CSV here")
+    parser.add_argument("--speaker-norm", action="store_true",
+                        help="normalise features with statistics over each speaker's clips "
+                             "(from the same evaluation data, no labels used) instead of each "
+                             "clip's own; off unless asked, and reported as such")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -131,11 +162,15 @@ def main(argv=None) -> int:
             rows, waves = clips_from_tfrecords(args.data, args.split)
         if not len(rows):
             raise EvaluateError("no clips to evaluate")
-        metrics, pred = evaluate(args.model, rows, waves, args.batch_size)
+        metrics, pred = evaluate(args.model, rows, waves, args.batch_size, args.speaker_norm)
     except (EvaluateError, CorpusError, SchemaError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    title = f"{metrics['model']}: {metrics['n']} clips, {metrics['speakers']} speakers"
+    title = (f"{metrics['model']}: {metrics['n']} clips, {metrics['speakers']} speakers, "
+             f"features normalised {metrics['normalization']}")
+    if args.speaker_norm and not metrics["speaker_norm_training_share"]:
+        print("note: this model was trained with per-utterance normalisation only; "
+              "per-speaker figures are for information", file=sys.stderr)
     print(format_table(metrics, title))
     if metrics["excluded_labels"]:
         print(f"left out (labels the model does not know): {metrics['excluded_labels']}")

@@ -11,7 +11,10 @@ Signatures (TF Serving needs every input of a signature in a request, so the opt
 is a second signature):
     serving_default(waveform float32 [batch, samples] @ 16 kHz)
     serving_with_length(waveform, length int32 [batch]): rows zero-padded past `length`
-both -> probabilities float32 [batch, classes], label string [batch].
+    serving_with_stats(waveform, length, feature_mean, feature_std [batch, channels]): features
+        normalised with given statistics (per speaker, pipelines.speaker_stats) instead of
+        each clip's own; used by `zoo.evaluate --speaker-norm`
+all -> probabilities float32 [batch, classes], label string [batch].
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pipelines.spec import FeatureSpec
 
 SIGNATURE_DEFAULT = "serving_default"
 SIGNATURE_LENGTH = "serving_with_length"
+SIGNATURE_STATS = "serving_with_stats"
 
 
 class ServingModule(tf.Module):
@@ -43,7 +47,7 @@ class ServingModule(tf.Module):
         self.labels_file = tf.saved_model.Asset(str(assets / "labels.txt"))
         self.spec_file = tf.saved_model.Asset(str(assets / "feature_spec.json"))
 
-    def _predict(self, waveform, length):
+    def _predict(self, waveform, length, stats=None):
         checks = [
             tf.debugging.assert_positive(tf.shape(waveform)[0],
                                          message="waveform: empty batch (0 rows)"),
@@ -59,7 +63,7 @@ class ServingModule(tf.Module):
         with tf.control_dependencies(checks):
             short = tf.maximum(self.spec.n_fft - tf.shape(waveform)[1], 0)
             waveform = tf.pad(waveform, [[0, 0], [0, short]])  # clips under one window
-            features, _ = F.compute(waveform, length, self.spec)
+            features, _ = F.compute(waveform, length, self.spec, stats=stats)
             probabilities = self.model(features, training=False)
         label = tf.gather(self.labels, tf.argmax(probabilities, axis=-1))
         return {"probabilities": tf.identity(probabilities, name="probabilities"),
@@ -74,6 +78,19 @@ class ServingModule(tf.Module):
                                   tf.TensorSpec([None], tf.int32, name="length")])
     def serve_with_length(self, waveform, length):
         return self._predict(waveform, length)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform"),
+                                  tf.TensorSpec([None], tf.int32, name="length"),
+                                  tf.TensorSpec([None, None], tf.float32, name="feature_mean"),
+                                  tf.TensorSpec([None, None], tf.float32, name="feature_std")])
+    def serve_with_stats(self, waveform, length, feature_mean, feature_std):
+        checks = [tf.debugging.assert_equal(
+            tf.shape(feature_mean), [tf.shape(waveform)[0], self.spec.channels],
+            message=f"feature_mean: [batch, {self.spec.channels}] needed"),
+            tf.debugging.assert_equal(tf.shape(feature_std), tf.shape(feature_mean),
+                                      message="feature_std: same shape as feature_mean needed")]
+        with tf.control_dependencies(checks):
+            return self._predict(waveform, length, (feature_mean, feature_std))
 
 
 def next_version(base: Path) -> int:
@@ -106,12 +123,14 @@ def export(model: keras.Model, spec: FeatureSpec, labels: list[str], base, name:
         tf.saved_model.save(module, str(out), signatures={
             SIGNATURE_DEFAULT: module.serve.get_concrete_function(),
             SIGNATURE_LENGTH: module.serve_with_length.get_concrete_function(),
+            SIGNATURE_STATS: module.serve_with_stats.get_concrete_function(),
         })
         model.save(out / "model.keras")
         (out / "model_card.md").write_text(card)
         info = {"name": name, "version": version, "labels": labels,
                 "feature_spec": spec.to_dict(), "signatures": [SIGNATURE_DEFAULT,
-                                                               SIGNATURE_LENGTH],
+                                                               SIGNATURE_LENGTH,
+                                                               SIGNATURE_STATS],
                 **(meta or {})}
         (out / "zoo.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
         os.rename(out, final)

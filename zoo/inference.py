@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.tfenv import quiet_tensorflow
-from zoo.export import SIGNATURE_LENGTH, read_export, resolve_version
+from zoo.export import SIGNATURE_LENGTH, SIGNATURE_STATS, read_export, resolve_version
 
 
 class SavedModelRunner:
@@ -21,16 +21,29 @@ class SavedModelRunner:
         self.loaded = tf.saved_model.load(str(self.path))
         self.signature = self.loaded.signatures[SIGNATURE_LENGTH]
 
-    def predict_batch(self, waveform: np.ndarray, length: np.ndarray) -> np.ndarray:
+    @property
+    def spec(self):
+        from pipelines.spec import FeatureSpec
+
+        return FeatureSpec.from_dict(self.info["feature_spec"])
+
+    def predict_batch(self, waveform: np.ndarray, length: np.ndarray, stats=None) -> np.ndarray:
         tf = quiet_tensorflow()
-        out = self.signature(waveform=tf.constant(waveform, tf.float32),
-                             length=tf.constant(length, tf.int32))
+        inputs = {"waveform": tf.constant(waveform, tf.float32),
+                  "length": tf.constant(length, tf.int32)}
+        if stats is None:
+            return self.signature(**inputs)["probabilities"].numpy()
+        if SIGNATURE_STATS not in self.loaded.signatures:
+            raise ValueError(f"{self.path}: exported without the {SIGNATURE_STATS} signature")
+        out = self.loaded.signatures[SIGNATURE_STATS](
+            **inputs, feature_mean=tf.constant(stats[0]), feature_std=tf.constant(stats[1]))
         return out["probabilities"].numpy()
 
     def predict(self, waves: list[np.ndarray], batch_size: int = 16,
-                max_batch_samples: int = 16000 * 60 * 4) -> np.ndarray:
+                max_batch_samples: int = 16000 * 60 * 4, stats=None) -> np.ndarray:
         """Probabilities [n, classes]; clips are batched by similar length (less padding),
-        results come back in input order."""
+        results come back in input order. stats: optional (mean, std) arrays [n, C] per clip
+        (per-speaker normalisation)."""
         order = np.argsort([len(w) for w in waves], kind="stable")
         out = np.zeros((len(waves), len(self.labels)), np.float32)
         start = 0
@@ -47,6 +60,7 @@ class SavedModelRunner:
             batch = np.zeros((len(idx), int(length.max())), np.float32)
             for row, i in enumerate(idx):
                 batch[row, :length[row]] = waves[i]
-            out[idx] = self.predict_batch(batch, length)
+            clip_stats = None if stats is None else (stats[0][idx], stats[1][idx])
+            out[idx] = self.predict_batch(batch, length, clip_stats)
             start = stop
         return out

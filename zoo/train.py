@@ -49,6 +49,7 @@ class TrainConfig:
     overrides: dict = dataclasses.field(default_factory=dict)
     spec_overrides: dict = dataclasses.field(default_factory=dict)
     cpu_devices: int = 0
+    speaker_norm: float = 0.0
 
     def resolved_epochs(self) -> int:
         return self.epochs if self.epochs is not None else (30 if self.data is None else 40)
@@ -181,9 +182,12 @@ def train(config: TrainConfig) -> dict:
     from pipelines.augment import Augment
 
     augment = Augment() if config.augment else Augment.none()
+    if config.speaker_norm > 0:  # random gain would blur the level relative to the speaker
+        augment = dataclasses.replace(augment, gain_db=0.0)
     train_ds = make_dataset(data, "train", spec, config.batch_size, training=True,
                             clip_seconds=config.clip_seconds, augment=augment, seed=config.seed,
-                            num_shards=num_workers, shard_index=worker_index).repeat()
+                            num_shards=num_workers, shard_index=worker_index,
+                            speaker_norm=config.speaker_norm).repeat()
     val_ds = make_dataset(data, "validation", spec, config.batch_size)
     steps = -(-tfset.examples("train") // config.batch_size // num_workers)
 
@@ -248,18 +252,20 @@ def _write_hparams(tb_dir: Path, config: TrainConfig, spec) -> None:
               "weight_decay": config.weight_decay, "clip_seconds": config.clip_seconds,
               "augment": config.augment, "feature_kind": spec.kind,
               "trim_db": spec.trim_db if spec.trim_db is not None else -1.0,
-              "seed": config.seed}
+              "seed": config.seed, "speaker_norm": config.speaker_norm}
     with tf.summary.create_file_writer(str(tb_dir / "hparams")).as_default():
         hp.hparams(values)
 
 
-def predict_split(model, data, split, spec, labels, make_dataset, batch_size=32):
+def predict_split(model, data, split, spec, labels, make_dataset, batch_size=32,
+                  speaker_norm: bool = False):
     """predictions DataFrame (id, speaker, corpus, emotion, label, pred, p_<label>...)."""
     import numpy as np
     import pandas as pd
 
     rows = []
-    ds = make_dataset(data, split, spec, batch_size, with_meta=True)
+    ds = make_dataset(data, split, spec, batch_size, with_meta=True,
+                      speaker_norm=1.0 if speaker_norm else 0.0)
     for x, y, meta in ds:
         probs = np.asarray(model(x, training=False))
         for i in range(len(probs)):
@@ -292,6 +298,13 @@ def _finish(model, config, spec, labels, data, tfset, run, seconds, make_dataset
         if split != "train":
             frames.append(pred)
         print(format_table(metrics[key], f"{key} ({metrics[key]['n']} clips)"))
+        if config.speaker_norm > 0 and split != "train":
+            spk = predict_split(model, data, split, spec, labels, make_dataset,
+                                speaker_norm=True)
+            spk["original_label"] = pred["original_label"].values
+            metrics.setdefault("speaker_norm", {})[split] = full_report(spk, labels)
+            print(format_table(metrics["speaker_norm"][split],
+                               f"{split}, features normalised per speaker"))
     history = read_history(run)
     best = max(history, key=lambda h: h["val_ua"]) if history else {}
     metrics.update(best_epoch=best.get("epoch"), epochs_run=len(history),
@@ -312,7 +325,8 @@ def _finish(model, config, spec, labels, data, tfset, run, seconds, make_dataset
     card = model_card(config, spec, tfset, metrics)
     version_dir = export(model, spec, labels, export_base, config.model, card,
                          meta={"metrics": _headline(metrics), "run": str(run),
-                               "data": str(data)})
+                               "data": str(data),
+                               "speaker_norm_training_share": config.speaker_norm})
     metrics["export"] = str(version_dir)
     write_json_atomic(run / "metrics.json", metrics)
     print(f"exported {version_dir}; run folder {run} (tensorboard --logdir {run / 'tb'})")
@@ -381,6 +395,11 @@ def parse_args(argv=None) -> TrainConfig:
                         help="model builder override, e.g. --set head_dropout=0.5 (JSON value)")
     parser.add_argument("--spec", action="append", default=[], metavar="KEY=VALUE",
                         help="FeatureSpec override, e.g. --spec trim_db=30 (JSON value)")
+    parser.add_argument("--speaker-norm", type=float, default=0.0, metavar="SHARE",
+                        help="share of training clips (0-1) normalised with their speaker's "
+                             "feature statistics instead of their own; the rest per utterance. "
+                             "A model trained with 0.5 serves both ways (zoo.evaluate "
+                             "--speaker-norm). Default 0")
     parser.add_argument("--cpu-devices", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return TrainConfig(
@@ -390,7 +409,7 @@ def parse_args(argv=None) -> TrainConfig:
         class_weights=not args.no_class_weights, run_dir=args.run_dir, export=args.export,
         strategy=args.strategy, seed=args.seed, deterministic=args.deterministic,
         overrides=_pairs(args.set, "--set"), spec_overrides=_pairs(args.spec, "--spec"),
-        cpu_devices=args.cpu_devices)
+        cpu_devices=args.cpu_devices, speaker_norm=args.speaker_norm)
 
 
 def _pairs(items, flag) -> dict:
@@ -407,6 +426,7 @@ def _pairs(items, flag) -> dict:
 
 
 def main(argv=None) -> int:
+    quiet_tensorflow()  # before anything imports keras, so start-up noise stays hidden
     from pipelines.build import BuildError
     from pipelines.spec import SpecError
     from pipelines.tfrecord import SchemaError
