@@ -65,6 +65,7 @@ def make_dataset(
     drop_remainder: bool = False,
     speaker_norm: float = 0.0,
     speaker_stats=None,
+    sample_weights: dict[str, float] | None = None,
 ) -> tf.data.Dataset:
     """A batched dataset of (features, label) or, with output='waveform', of
     ({'waveform', 'length'}, label); with_meta adds a dict of id/speaker/corpus/emotion.
@@ -78,6 +79,8 @@ def make_dataset(
         own (pipelines.speaker_stats; computed from the set and cached there unless
         `speaker_stats` is given): 0 = per-utterance only, 1 = per-speaker for every clip
         whose speaker has statistics; in between (training only) picks per clip at random.
+    sample_weights: {'<corpus>/<label index>': weight} (see `balance_weights`); the dataset
+        then yields (x, label, weight).
     """
     tfset = open_set(folder)
     spec = spec or tfset.spec
@@ -90,7 +93,9 @@ def make_dataset(
     audio = tfio_audio() if augment and (augment.time_masks or augment.freq_masks) else None
     normalizer = _speaker_normalizer(folder, spec, speaker_norm, speaker_stats, training) \
         if speaker_norm > 0 and output == "features" else None
-    meta_fields = META_FIELDS if with_meta else (("speaker",) if normalizer else ())
+    needed = (("speaker",) if normalizer else ()) + (("corpus",) if sample_weights else ())
+    meta_fields = META_FIELDS if with_meta else needed
+    weight_of = _weight_lookup(sample_weights) if sample_weights else None
     ds = _records(tfset, split, training, seed, num_shards, shard_index)
 
     def prepare(ex):
@@ -131,6 +136,8 @@ def make_dataset(
             x = spec_augment(x, augment, audio)
         if with_meta:
             return x, batch["label"], {k: batch[k] for k in META_FIELDS}
+        if weight_of is not None:
+            return x, batch["label"], weight_of(batch["corpus"], batch["label"])
         return x, batch["label"]
 
     ds = ds.map(transform, num_parallel_calls=AUTOTUNE)
@@ -167,11 +174,32 @@ def _speaker_normalizer(folder, spec: FeatureSpec, share: float, stats, training
     return normalize
 
 
-def class_weights(folder, split: str = "train") -> dict[int, float]:
-    """Inverse-frequency class weights (mean 1 over examples) for Keras' class_weight."""
+def _weight_lookup(weights: dict[str, float]):
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(list(weights)), tf.constant(list(weights.values()), tf.float32)), 1.0)
+
+    def lookup(corpus, label):
+        return table.lookup(tf.strings.join([corpus, tf.strings.as_string(label)], "/"))
+
+    return lookup
+
+
+def balance_weights(folder, split: str = "train", by: str = "corpus") -> dict[str, float]:
+    """Per-clip weights keyed '<corpus>/<label index>', mean 1 over the split's clips.
+
+    by='class': each emotion carries the same total weight. by='corpus': each (corpus, emotion)
+    cell does, so a large corpus (TESS: 2 speakers, 2,800 clips) does not outweigh the others
+    and every corpus has balanced classes.
+    """
     tfset = open_set(folder)
-    counts = tfset.class_counts(split)
-    total = sum(counts.values())
-    labels = tfset.labels
-    return {i: total / (len(labels) * counts[name]) for i, name in enumerate(labels)
-            if counts.get(name)}
+    manifest = tfset.manifest()
+    rows = manifest[manifest["split"] == split]
+    if by == "class":
+        counts = rows.groupby("label").size()
+        per = {lab: len(rows) / (len(counts) * n) for lab, n in counts.items()}
+        return {f"{c}/{lab}": per[lab] for c, lab in
+                rows.groupby(["corpus", "label"]).size().index}
+    if by != "corpus":
+        raise ValueError("by must be 'class' or 'corpus'")
+    counts = rows.groupby(["corpus", "label"]).size()
+    return {f"{c}/{lab}": len(rows) / (len(counts) * n) for (c, lab), n in counts.items()}

@@ -40,7 +40,7 @@ class TrainConfig:
     patience: int = 10
     clip_seconds: float = 3.0
     augment: bool = True
-    class_weights: bool = True
+    balance: str = "corpus"
     run_dir: str | None = None
     export: str | None = None
     strategy: str = "default"
@@ -151,7 +151,7 @@ def train(config: TrainConfig) -> dict:
     tf = quiet_tensorflow()
     import keras
 
-    from pipelines.dataset import class_weights, make_dataset
+    from pipelines.dataset import balance_weights, make_dataset
     from pipelines.io import write_json_atomic
     from pipelines.tfrecord import open_set
     from zoo.registry import build_model, get_entry
@@ -187,7 +187,9 @@ def train(config: TrainConfig) -> dict:
     train_ds = make_dataset(data, "train", spec, config.batch_size, training=True,
                             clip_seconds=config.clip_seconds, augment=augment, seed=config.seed,
                             num_shards=num_workers, shard_index=worker_index,
-                            speaker_norm=config.speaker_norm).repeat()
+                            speaker_norm=config.speaker_norm,
+                            sample_weights=balance_weights(data, "train", config.balance)
+                            if config.balance != "none" else None).repeat()
     val_ds = make_dataset(data, "validation", spec, config.batch_size)
     steps = -(-tfset.examples("train") // config.batch_size // num_workers)
 
@@ -218,10 +220,8 @@ def train(config: TrainConfig) -> dict:
     callbacks.append(ResumeState(run, checkpoint, stopper))
     if chief:
         _write_hparams(run / "tb", config, spec)
-    weights = class_weights(data) if config.class_weights else None
     started = time.perf_counter()
-    model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, class_weight=weights,
-              callbacks=callbacks,
+    model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, callbacks=callbacks,
               verbose=2 if not sys.stdout.isatty() else 1)
     seconds = time.perf_counter() - started
     if not best_path.exists():
@@ -250,7 +250,7 @@ def _write_hparams(tb_dir: Path, config: TrainConfig, spec) -> None:
 
     values = {"model": config.model, "lr": config.lr, "batch_size": config.batch_size,
               "weight_decay": config.weight_decay, "clip_seconds": config.clip_seconds,
-              "augment": config.augment, "feature_kind": spec.kind,
+              "augment": config.augment, "feature_kind": spec.kind, "balance": config.balance,
               "trim_db": spec.trim_db if spec.trim_db is not None else -1.0,
               "seed": config.seed, "speaker_norm": config.speaker_norm}
     with tf.summary.create_file_writer(str(tb_dir / "hparams")).as_default():
@@ -377,8 +377,9 @@ def parse_args(argv=None) -> TrainConfig:
                         help="random training crop length in seconds (3.0)")
     parser.add_argument("--no-augment", action="store_true",
                         help="no speed/gain/noise/SpecAugment augmentation")
-    parser.add_argument("--no-class-weights", action="store_true",
-                        help="do not weight classes by inverse frequency")
+    parser.add_argument("--balance", default="corpus", choices=["corpus", "class", "none"],
+                        help="training sample weights: corpus = every (corpus, emotion) cell "
+                             "weighs the same (default); class = every emotion; none")
     parser.add_argument("--run-dir", help="run folder (default runs/<model>-<data>[-N]); an "
                                           "unfinished run there is resumed")
     parser.add_argument("--export", help="SavedModel base folder (default savedmodels; for "
@@ -406,7 +407,7 @@ def parse_args(argv=None) -> TrainConfig:
         model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, patience=args.patience,
         clip_seconds=args.clip_seconds, augment=not args.no_augment,
-        class_weights=not args.no_class_weights, run_dir=args.run_dir, export=args.export,
+        balance=args.balance, run_dir=args.run_dir, export=args.export,
         strategy=args.strategy, seed=args.seed, deterministic=args.deterministic,
         overrides=_pairs(args.set, "--set"), spec_overrides=_pairs(args.spec, "--spec"),
         cpu_devices=args.cpu_devices, speaker_norm=args.speaker_norm)
