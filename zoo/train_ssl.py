@@ -121,7 +121,8 @@ def train_head(config: TrainConfig, entry) -> dict:
     weights = class_weights(eset) if config.class_weights else None
     started = time.perf_counter()
     model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, class_weight=weights,
-              callbacks=callbacks, verbose=2 if not sys.stdout.isatty() else 1)
+              callbacks=callbacks, shuffle=False,  # the dataset shuffles itself
+              verbose=2 if not sys.stdout.isatty() else 1)
     seconds = time.perf_counter() - started
     if not best_path.exists():
         raise TrainError("no epoch finished with a validation score; nothing to export")
