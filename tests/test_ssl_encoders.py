@@ -131,3 +131,36 @@ def test_resolve_layers():
     assert [target_name("hubert", x) for x in (0, "mean")] == ["hubert-layer0", "hubert-mean"]
     with pytest.raises(ExtractError, match="0..12"):
         resolve_layers(["13"], False, 12)
+
+
+@pytest.mark.slow
+def test_finetune_cli_trains_exports_and_evaluates(ssl_checks, ssl_waveform_set, tmp_path,
+                                                   capsys):
+    """python -m zoo.train --model wav2vec2_finetune (own process), then zoo.evaluate on the
+    waveform SavedModel it exports."""
+    import subprocess
+
+    from conftest import REPO, subprocess_env
+    from zoo.evaluate import main as evaluate_main
+
+    out, _ = ssl_checks
+    run, export = tmp_path / "run", tmp_path / "savedmodels"
+    proc = subprocess.run(
+        [sys.executable, "-m", "zoo.train", "--model", "wav2vec2_finetune", "--checkpoint",
+         str(out / "ckpt" / "wav2vec2"), "--data", str(ssl_waveform_set), "--epochs", "2",
+         "--batch-size", "8", "--set", "trainable_layers=1", "--run-dir", str(run),
+         "--export", str(export)], cwd=REPO, env=subprocess_env(), capture_output=True,
+        text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("config.json", "versions.json", "history.jsonl", "metrics.json",
+                 "predictions.csv", "confusion.png", "tb", "best", "backup"):
+        assert (run / name).exists(), name
+    assert len((run / "history.jsonl").read_text().splitlines()) == 2
+    metrics = json.loads((run / "metrics.json").read_text())
+    result = tmp_path / "eval.json"
+    rc = evaluate_main(["--model", str(export / "wav2vec2_finetune"), "--data",
+                        str(ssl_waveform_set), "--out", str(result), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    evaluated = json.loads(result.read_text())
+    assert evaluated["n"] == metrics["test"]["n"]
+    assert evaluated["ua"] == pytest.approx(metrics["test"]["ua"], abs=1e-6)
