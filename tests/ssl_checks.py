@@ -41,13 +41,20 @@ def encoder(name, **kw):
 
 def check_formats_load_the_same_weights():
     """tf_model.h5, model.safetensors (TF layout) and model.safetensors (PyTorch layout, as the
-    hub's PyTorch checkpoints) load into the TF classes without torch, with equal outputs."""
+    hub's PyTorch checkpoints) load into the TF classes without torch: every weight bit-equal,
+    and equal outputs."""
     wave, length = clips()
     for name in ("hubert", "wav2vec2"):
-        ref = encoder(name)(wave, length)[0][-1].numpy()
+        ref = encoder(name)
+        ref_out = ref(wave, length)[0][-1].numpy()
         for fmt in ("safetensors-tf", "safetensors-pt"):
-            out = encoder(f"{name}-{fmt}")(wave, length)[0][-1].numpy()
-            np.testing.assert_array_equal(out, ref, err_msg=f"{name} {fmt}")
+            other = encoder(f"{name}-{fmt}")
+            assert len(other.model.weights) == len(ref.model.weights)
+            for a, b in zip(other.model.weights, ref.model.weights):
+                np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=f"{fmt} {a.name}")
+            np.testing.assert_allclose(other(wave, length)[0][-1].numpy(), ref_out, atol=1e-6,
+                                       err_msg=f"{name} {fmt}")
+        assert "torch" not in sys.modules
 
 
 def check_unpadded_clip_matches_transformers():
