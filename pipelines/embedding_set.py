@@ -1,5 +1,6 @@
 """The embedding set format: SSL vectors (and optionally frame sequences) of a waveform set,
-written by `python -m pipelines.embeddings` beside it, e.g. tfrecords/full/embeddings/hubert-layer12/:
+written by `python -m pipelines.embeddings` beside it, e.g. in
+tfrecords/full/embeddings/hubert-layer12/:
 
     train-00000-of-00004.tfrecord ...   one shard per waveform shard, same names and clips
     manifest.csv                        the waveform set's manifest rows (ids, speakers, labels)

@@ -2,13 +2,14 @@
 
     python -m zoo.evaluate --model savedmodels/mfcc_cnn/1 --corpus ravdess=/data/ravdess
     python -m zoo.evaluate --model savedmodels/mfcc_cnn --data tfrecords/full --split test
-    python -m zoo.evaluate --model savedmodels/hubert_cnn --data tfrecords/full/embeddings/hubert-layer12
+    python -m zoo.evaluate --model savedmodels/hubert_cnn \
+        --data tfrecords/full/embeddings/hubert-layer12
 
 Corpus folders are read with the corpus readers and decoded directly (no build step). The model
 is called through its `serving_with_length` signature, as TF Serving would. Exports of SSL
-embedding heads (zoo.json input 'embedding' or 'frames') take an embedding set made with the
-checkpoint and layer they were trained on (pipelines.embeddings) and its serving_default. Prints a table and
-writes JSON with ua, wa, macro_f1, n, per_class, per_corpus and confusion (rows true, columns
+embedding heads (zoo.json input 'embedding' or 'frames') are called through serving_default on
+an embedding set made with the checkpoint and layer they were trained on (pipelines.embeddings).
+Prints a table and writes JSON with ua, wa, macro_f1, n, per_class, per_corpus and confusion (rows true, columns
 predicted, with the label list).
 """
 

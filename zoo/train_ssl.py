@@ -2,7 +2,8 @@
 input is not 'features' to train_ssl(config), so the command line stays the same:
 
     python -m zoo.train --model hubert_cnn --data tfrecords/full/embeddings/hubert-layer12
-    python -m zoo.train --model wav2vec2_finetune --checkpoint ckpt/wav2vec2-base --data tfrecords/full
+    python -m zoo.train --model wav2vec2_finetune --checkpoint ckpt/wav2vec2-base \
+        --data tfrecords/full
 
 Embedding heads (Keras 3) train with Keras fit and the zoo's callbacks on an embedding set
 (pipelines.embeddings); waveform models (the fine-tuned encoder, a tf_keras model) use the
