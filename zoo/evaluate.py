@@ -9,8 +9,8 @@ Corpus folders are read with the corpus readers and decoded directly (no build s
 is called through its `serving_with_length` signature, as TF Serving would. Exports of SSL
 embedding heads (zoo.json input 'embedding' or 'frames') are called through serving_default on
 an embedding set made with the checkpoint and layer they were trained on (pipelines.embeddings).
-Prints a table and writes JSON with ua, wa, macro_f1, n, per_class, per_corpus and confusion (rows true, columns
-predicted, with the label list).
+Prints a table and writes JSON with ua, wa, macro_f1, n, per_class, per_corpus and confusion
+(rows true, columns predicted, with the label list).
 """
 
 from __future__ import annotations
