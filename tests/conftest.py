@@ -20,3 +20,51 @@ def corpora() -> Path:
     if not (CORPORA / "MANIFEST.csv").is_file():
         pytest.skip(f"real corpora not found at {CORPORA} (set SER_CORPORA)")
     return CORPORA
+
+
+# ---------------------------------------------------------------- SSL (docs/ssl.md)
+
+DEMO_RAVDESS = REPO / "zoo" / "data" / "demo" / "ravdess"
+
+
+def subprocess_env() -> dict:
+    """Environment for child processes that import this checkout's packages."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+@pytest.fixture(scope="session")
+def ssl_waveform_set(tmp_path_factory) -> Path:
+    """A small waveform set (4 demo actors, 56 clips) in several shards per split."""
+    import shutil
+
+    from pipelines.build import build
+
+    root = tmp_path_factory.mktemp("ssl-data")
+    corpus = root / "ravdess"
+    for actor in ("Actor_01", "Actor_02", "Actor_03", "Actor_04"):
+        shutil.copytree(DEMO_RAVDESS / actor, corpus / actor)
+    out = root / "wave"
+    build([f"ravdess={corpus}"], out, validation=0.25, test=0.25, shard_mb=0.5, workers=1,
+          progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ssl_checks(tmp_path_factory, ssl_waveform_set):
+    """Runs tests/ssl_checks.py (everything that imports transformers) once, in a child
+    process; returns (its output folder, {check: 'ok' or traceback})."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("ssl-checks")
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "ssl_checks.py"), str(out),
+                           str(ssl_waveform_set)], cwd=REPO, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=1200)
+    results_path = out / "results.json"
+    if not results_path.is_file():
+        pytest.fail(f"tests/ssl_checks.py wrote no results (rc {proc.returncode}):\n"
+                    f"{proc.stderr[-4000:]}")
+    return out, json.loads(results_path.read_text())

@@ -2,11 +2,15 @@
 
     python -m zoo.evaluate --model savedmodels/mfcc_cnn/1 --corpus ravdess=/data/ravdess
     python -m zoo.evaluate --model savedmodels/mfcc_cnn --data tfrecords/full --split test
+    python -m zoo.evaluate --model savedmodels/hubert_cnn \
+        --data tfrecords/full/embeddings/hubert-layer12
 
 Corpus folders are read with the corpus readers and decoded directly (no build step). The model
-is called through its `serving_with_length` signature, as TF Serving would. Prints a table and
-writes JSON with ua, wa, macro_f1, n, per_class, per_corpus and confusion (rows true, columns
-predicted, with the label list).
+is called through its `serving_with_length` signature, as TF Serving would. Exports of SSL
+embedding heads (zoo.json input 'embedding' or 'frames') are called through serving_default on
+an embedding set made with the checkpoint and layer they were trained on (pipelines.embeddings).
+Prints a table and writes JSON with ua, wa, macro_f1, n, per_class, per_corpus and confusion
+(rows true, columns predicted, with the label list).
 """
 
 from __future__ import annotations
@@ -121,6 +125,68 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
     return metrics, pred
 
 
+def export_input(model_path) -> dict:
+    """zoo.json of an export ('input' is 'waveform' unless it says otherwise)."""
+    from zoo.export import read_export, resolve_version
+
+    return read_export(resolve_version(Path(model_path)))
+
+
+def check_embedding_set(info: dict, eset) -> None:
+    """One-line EvaluateError when an embedding set does not fit an embedding head's export."""
+    kind, want = info["input"], int(info["input_dim"])
+    if kind == "frames" and not eset.has_frames:
+        raise EvaluateError(f"the model takes frame sequences, but {eset.folder} holds pooled "
+                            "vectors only (extract with --frames)")
+    have = eset.input_dim(kind)
+    trained = info.get("embedding", {})
+    if have != want:
+        raise EvaluateError(f"{eset.folder} holds {have}-dim {kind} vectors "
+                            f"({eset.describe()}), but the model takes {want}-dim input "
+                            f"({trained.get('encoder')} layer {trained.get('layer')})")
+    for key in ("encoder", "layer", "checkpoint_sha256", "pooling"):
+        if key in trained and trained[key] != eset.embedding.get(key):
+            raise EvaluateError(f"{eset.folder} was made with {key} "
+                                f"{eset.embedding.get(key)!r}, the model was trained on "
+                                f"{trained[key]!r}; extract with the same checkpoint and layer")
+
+
+def evaluate_embeddings(model_path, folder, split: str = "test", batch_size: int = 64):
+    """(metrics, predictions) of an embedding-head export on one split of an embedding set."""
+    from pipelines.embedding_set import make_dataset, open_embedding_set
+    from zoo.export import SIGNATURE_DEFAULT, resolve_version
+    from zoo.metrics import full_report
+
+    tf = quiet_tensorflow()
+    path = resolve_version(Path(model_path))
+    info = export_input(path)
+    eset = open_embedding_set(folder)
+    check_embedding_set(info, eset)
+    labels = list(info["labels"])
+    if labels != eset.labels:
+        raise EvaluateError(f"the model's labels {labels} differ from the set's {eset.labels}")
+    serve = tf.saved_model.load(str(path)).signatures[SIGNATURE_DEFAULT]
+    rows = []
+    for x, y, meta in make_dataset(folder, split, info["input"], batch_size, with_meta=True):
+        probs = serve(**{info["input"]: x})["probabilities"].numpy()
+        for i in range(len(probs)):
+            row = {k: meta[k][i].numpy().decode() for k in meta}
+            row.update(label=int(y[i]), pred=int(probs[i].argmax()))
+            row.update({f"p_{name}": float(probs[i, j]) for j, name in enumerate(labels)})
+            rows.append(row)
+    pred = pd.DataFrame(rows)
+    if pred.empty:
+        raise EvaluateError("no clips to evaluate")
+    manifest = eset.manifest().set_index("id")
+    pred["original_label"] = manifest.loc[pred["id"], "original_label"].astype(str).values
+    pred["predicted"] = [labels[i] for i in pred["pred"]]
+    metrics = full_report(pred, labels)
+    metrics.update(model=str(path), excluded_labels=[], speakers=int(pred["speaker"].nunique()),
+                   normalization="none (SSL embeddings)", input=eset.describe(),
+                   speaker_norm_training_share=0.0)
+    return metrics, pred
+
+
 def main(argv=None) -> int:
     quiet_tensorflow()  # before anything imports keras, so start-up noise stays hidden
     parser = argparse.ArgumentParser(
@@ -152,7 +218,17 @@ def main(argv=None) -> int:
     from zoo.metrics import format_table
 
     try:
-        if args.corpus:
+        info = export_input(args.model)
+        kind = info.get("input", "waveform")
+        if args.speaker_norm and "feature_spec" not in info:
+            raise EvaluateError("--speaker-norm applies to feature models only")
+        if kind != "waveform":
+            if not args.data:
+                raise EvaluateError("this model takes SSL embeddings: evaluate it on an "
+                                    "embedding set, --data <set> (python -m pipelines.embeddings)")
+            metrics, pred = evaluate_embeddings(args.model, args.data, args.split,
+                                                args.batch_size)
+        elif args.corpus:
             rows, waves, skipped = clips_from_corpora(args.corpus, args.calm,
                                                       progress=not args.quiet)
             if len(skipped):
@@ -160,14 +236,16 @@ def main(argv=None) -> int:
                       f"{skipped.iloc[0]['reason']})", file=sys.stderr)
         else:
             rows, waves = clips_from_tfrecords(args.data, args.split)
-        if not len(rows):
-            raise EvaluateError("no clips to evaluate")
-        metrics, pred = evaluate(args.model, rows, waves, args.batch_size, args.speaker_norm)
+        if kind == "waveform":
+            if not len(rows):
+                raise EvaluateError("no clips to evaluate")
+            metrics, pred = evaluate(args.model, rows, waves, args.batch_size, args.speaker_norm)
     except (EvaluateError, CorpusError, SchemaError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     title = (f"{metrics['model']}: {metrics['n']} clips, {metrics['speakers']} speakers, "
-             f"features normalised {metrics['normalization']}")
+             + (f"input {metrics['input']}" if "input" in metrics else
+                f"features normalised {metrics['normalization']}"))
     if args.speaker_norm and not metrics["speaker_norm_training_share"]:
         print("note: this model was trained with per-utterance normalisation only; "
               "per-speaker figures are for information", file=sys.stderr)

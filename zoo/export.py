@@ -1,4 +1,5 @@
 """Export a trained feature-input Keras model as a TF Serving SavedModel that takes raw audio.
+(SSL embedding heads and the fine-tuned Wav2Vec2: zoo.export_ssl, same layout.)
 
     savedmodels/<model>/<version>/
         saved_model.pb, variables/        the graph TF Serving loads
@@ -36,6 +37,23 @@ SIGNATURE_LENGTH = "serving_with_length"
 SIGNATURE_STATS = "serving_with_stats"
 
 
+def waveform_checks(waveform, length) -> list:
+    """Assertions on a serving request (waveform [batch, samples], length [batch]), with
+    messages a client can act on; run them as control dependencies."""
+    return [
+        tf.debugging.assert_positive(tf.shape(waveform)[0],
+                                     message="waveform: empty batch (0 rows)"),
+        tf.debugging.assert_positive(tf.shape(waveform)[1],
+                                     message="waveform: no samples (0 columns)"),
+        tf.debugging.assert_equal(tf.shape(length)[0], tf.shape(waveform)[0],
+                                  message="length: one value per waveform row needed"),
+        tf.debugging.assert_positive(length, message="length: every value must be >= 1"),
+        tf.debugging.assert_less_equal(length, tf.shape(waveform)[1],
+                                       message="length: larger than the waveform rows"),
+        tf.debugging.assert_all_finite(waveform, message="waveform: NaN or Inf samples"),
+    ]
+
+
 class ServingModule(tf.Module):
     """Waveform in, probabilities and label out; features computed on the graph."""
 
@@ -48,18 +66,7 @@ class ServingModule(tf.Module):
         self.spec_file = tf.saved_model.Asset(str(assets / "feature_spec.json"))
 
     def _predict(self, waveform, length, stats=None):
-        checks = [
-            tf.debugging.assert_positive(tf.shape(waveform)[0],
-                                         message="waveform: empty batch (0 rows)"),
-            tf.debugging.assert_positive(tf.shape(waveform)[1],
-                                         message="waveform: no samples (0 columns)"),
-            tf.debugging.assert_equal(tf.shape(length)[0], tf.shape(waveform)[0],
-                                      message="length: one value per waveform row needed"),
-            tf.debugging.assert_positive(length, message="length: every value must be >= 1"),
-            tf.debugging.assert_less_equal(length, tf.shape(waveform)[1],
-                                           message="length: larger than the waveform rows"),
-            tf.debugging.assert_all_finite(waveform, message="waveform: NaN or Inf samples"),
-        ]
+        checks = waveform_checks(waveform, length)
         with tf.control_dependencies(checks):
             short = tf.maximum(self.spec.n_fft - tf.shape(waveform)[1], 0)
             waveform = tf.pad(waveform, [[0, 0], [0, short]])  # clips under one window
@@ -101,7 +108,28 @@ def next_version(base: Path) -> int:
 
 def export(model: keras.Model, spec: FeatureSpec, labels: list[str], base, name: str,
            card: str = "", meta: dict | None = None, version: int | None = None) -> Path:
-    """Write savedmodels-style `base/name/<version>/`; returns the version folder.
+    """Write savedmodels-style `base/name/<version>/`; returns the version folder."""
+
+    def write(staging: Path, out: Path) -> dict:
+        (staging / "labels.txt").write_text("\n".join(labels) + "\n")
+        (staging / "feature_spec.json").write_text(spec.to_json() + "\n")
+        module = ServingModule(model, spec, labels, staging)
+        tf.saved_model.save(module, str(out), signatures={
+            SIGNATURE_DEFAULT: module.serve.get_concrete_function(),
+            SIGNATURE_LENGTH: module.serve_with_length.get_concrete_function(),
+            SIGNATURE_STATS: module.serve_with_stats.get_concrete_function(),
+        })
+        model.save(out / "model.keras")
+        return {"labels": labels, "feature_spec": spec.to_dict(),
+                "signatures": [SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS]}
+
+    return write_version(base, name, write, card, meta, version)
+
+
+def write_version(base, name: str, write, card: str = "", meta: dict | None = None,
+                  version: int | None = None) -> Path:
+    """Write `base/name/<version>/`: write(staging, out) saves the SavedModel (assets from
+    staging) into out and returns zoo.json fields; the card and zoo.json are added.
 
     Written to a hidden temporary folder first and renamed, so TF Serving (which polls the base
     path) never sees a half-written version.
@@ -116,22 +144,10 @@ def export(model: keras.Model, spec: FeatureSpec, labels: list[str], base, name:
     try:
         staging = tmp / "staging"
         staging.mkdir()
-        (staging / "labels.txt").write_text("\n".join(labels) + "\n")
-        (staging / "feature_spec.json").write_text(spec.to_json() + "\n")
-        module = ServingModule(model, spec, labels, staging)
         out = tmp / "out"
-        tf.saved_model.save(module, str(out), signatures={
-            SIGNATURE_DEFAULT: module.serve.get_concrete_function(),
-            SIGNATURE_LENGTH: module.serve_with_length.get_concrete_function(),
-            SIGNATURE_STATS: module.serve_with_stats.get_concrete_function(),
-        })
-        model.save(out / "model.keras")
+        fields = write(staging, out)
         (out / "model_card.md").write_text(card)
-        info = {"name": name, "version": version, "labels": labels,
-                "feature_spec": spec.to_dict(), "signatures": [SIGNATURE_DEFAULT,
-                                                               SIGNATURE_LENGTH,
-                                                               SIGNATURE_STATS],
-                **(meta or {})}
+        info = {"name": name, "version": version, **fields, **(meta or {})}
         (out / "zoo.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
         os.rename(out, final)
     finally:

@@ -78,7 +78,8 @@ class MaskedStatsPooling(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="zoo")
 class AttentionPooling(keras.layers.Layer):
     """Additive attention pooling: e_t = v . tanh(W h_t + b), softmax over valid frames,
-    output sum_t a_t h_t. `return_weights=True` also returns the weights [batch, T]."""
+    output sum_t a_t h_t. Input: [h, mask] or h alone (every frame valid).
+    `return_weights=True` also returns the weights [batch, T]."""
 
     def __init__(self, units: int = 128, return_weights: bool = False, **kwargs):
         super().__init__(**kwargs)
@@ -86,7 +87,8 @@ class AttentionPooling(keras.layers.Layer):
         self.return_weights = bool(return_weights)
 
     def build(self, input_shape):
-        dim = input_shape[0][-1]
+        with_mask = isinstance(input_shape[0], (list, tuple))
+        dim = (input_shape[0] if with_mask else input_shape)[-1]
         self.w = self.add_weight(name="w", shape=(dim, self.units), initializer="glorot_uniform")
         self.b = self.add_weight(name="b", shape=(self.units,), initializer="zeros")
         self.v = self.add_weight(name="v", shape=(self.units,), initializer="glorot_uniform")
@@ -94,7 +96,10 @@ class AttentionPooling(keras.layers.Layer):
     def call(self, inputs, mask=None):
         # The explicit frame mask (second input) is used; a Keras mask carried by h is the same
         # information and is consumed here rather than passed on.
-        h, mask = inputs
+        if isinstance(inputs, (list, tuple)):
+            h, mask = inputs
+        else:
+            h, mask = inputs, ops.ones(ops.shape(inputs)[:2], inputs.dtype)
         scores = ops.tensordot(ops.tanh(ops.tensordot(h, self.w, axes=1) + self.b), self.v,
                                axes=1)
         m = ops.cast(mask, scores.dtype)

@@ -10,27 +10,47 @@ def _fmt(value) -> str:
 
 
 def model_card(config, spec, tfset, metrics: dict) -> str:
-    schema = tfset.schema
-    split = schema["split_method"]
     lines = [
         f"# {config.model}",
         "",
-        f"Trained {datetime.date.today().isoformat()} with `python -m zoo.train --model "
-        f"{config.model} --data {tfset.folder}` ({metrics.get('epochs_run')} epochs, best "
-        f"epoch {metrics.get('best_epoch')}, {metrics.get('train_seconds', 0) / 60:.1f} min).",
+        _trained_line(config, tfset, metrics),
         "",
         "## Input and output",
         "",
         "`serving_default`: `waveform` float32 [batch, samples], mono, 16 kHz, full scale 1.0.",
         "`serving_with_length`: the same plus `length` int32 [batch] for zero-padded rows.",
         "Both return `probabilities` float32 [batch, classes] and `label` string [batch].",
-        f"Labels (index order): {', '.join(schema['labels'])}.",
+        f"Labels (index order): {', '.join(tfset.schema['labels'])}.",
         "",
         f"Features computed inside the graph: {spec.kind}, {spec.channels} channels, "
         f"window {spec.win_length} / hop {spec.hop_length} samples, n_fft {spec.n_fft}, "
         f"trim {spec.trim_db} dB, DC removal {spec.remove_dc}, normalisation "
         f"{spec.normalization} (full FeatureSpec in assets/feature_spec.json).",
         "",
+    ]
+    return "\n".join(lines + data_and_results(tfset, metrics))
+
+
+def ssl_model_card(config, tfset, metrics: dict, input_lines: list[str]) -> str:
+    """The card of an SSL model (embedding head or fine-tuned encoder); input_lines describe
+    what its serving signature takes."""
+    lines = [f"# {config.model}", "", _trained_line(config, tfset, metrics), "",
+             "## Input and output", "", *input_lines,
+             f"Labels (index order): {', '.join(tfset.schema['labels'])}.", ""]
+    return "\n".join(lines + data_and_results(tfset, metrics))
+
+
+def _trained_line(config, tfset, metrics: dict) -> str:
+    return (f"Trained {datetime.date.today().isoformat()} with `python -m zoo.train --model "
+            f"{config.model} --data {tfset.folder}` ({metrics.get('epochs_run')} epochs, best "
+            f"epoch {metrics.get('best_epoch')}, {metrics.get('train_seconds', 0) / 60:.1f} min).")
+
+
+def data_and_results(tfset, metrics: dict) -> list[str]:
+    """The Data, Results and Licence sections (lines)."""
+    schema = tfset.schema
+    split = schema["split_method"]
+    lines = [
         "## Data",
         "",
         f"Split: {split['mode']}"
@@ -64,4 +84,4 @@ def model_card(config, spec, tfset, metrics: dict) -> str:
               "not allow commercial use; a model trained on them inherits that restriction in "
               "practice. Acted emotion in studio recordings: expect lower accuracy on "
               "spontaneous speech, other languages and other recording conditions.", ""]
-    return "\n".join(lines)
+    return lines

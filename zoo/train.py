@@ -2,6 +2,7 @@
 
 With no --data, a small real sample bundled with the package (98 RAVDESS clips, 7 actors) is
 built into tfrecords/demo and used, so the command runs anywhere in a couple of minutes.
+Models over SSL embeddings and waveforms (docs/ssl.md) are trained by zoo.train_ssl.
 
 A run folder (runs/<model>-<data> by default) receives config.json, feature_spec.json,
 versions.json, history.jsonl, metrics.json, predictions.csv, confusion.png and TensorBoard logs
@@ -50,6 +51,7 @@ class TrainConfig:
     spec_overrides: dict = dataclasses.field(default_factory=dict)
     cpu_devices: int = 0
     speaker_norm: float = 0.0
+    checkpoint: str | None = None
 
     def resolved_epochs(self) -> int:
         return self.epochs if self.epochs is not None else (30 if self.data is None else 40)
@@ -401,6 +403,8 @@ def parse_args(argv=None) -> TrainConfig:
                              "feature statistics instead of their own; the rest per utterance. "
                              "A model trained with 0.5 serves both ways (zoo.evaluate "
                              "--speaker-norm). Default 0")
+    parser.add_argument("--checkpoint",
+                        help="pretrained encoder folder for wav2vec2_finetune (docs/ssl.md)")
     parser.add_argument("--cpu-devices", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return TrainConfig(
@@ -410,7 +414,8 @@ def parse_args(argv=None) -> TrainConfig:
         balance=args.balance, run_dir=args.run_dir, export=args.export,
         strategy=args.strategy, seed=args.seed, deterministic=args.deterministic,
         overrides=_pairs(args.set, "--set"), spec_overrides=_pairs(args.spec, "--spec"),
-        cpu_devices=args.cpu_devices, speaker_norm=args.speaker_norm)
+        cpu_devices=args.cpu_devices, speaker_norm=args.speaker_norm,
+        checkpoint=args.checkpoint)
 
 
 def _pairs(items, flag) -> dict:
@@ -430,13 +435,15 @@ def main(argv=None) -> int:
     quiet_tensorflow()  # before anything imports keras, so start-up noise stays hidden
     from pipelines.build import BuildError
     from pipelines.spec import SpecError
+    from pipelines.ssl_encoder import CheckpointError
     from pipelines.tfrecord import SchemaError
     from zoo.registry import UnknownModelError
 
     try:
         config = parse_args(argv)
         train(config)
-    except (TrainError, SchemaError, SpecError, BuildError, UnknownModelError) as err:
+    except (TrainError, SchemaError, SpecError, BuildError, UnknownModelError,
+            CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
