@@ -203,3 +203,13 @@ def balance_weights(folder, split: str = "train", by: str = "corpus") -> dict[st
         raise ValueError("by must be 'class' or 'corpus'")
     counts = rows.groupby(["corpus", "label"]).size()
     return {f"{c}/{lab}": len(rows) / (len(counts) * n) for (c, lab), n in counts.items()}
+
+
+def class_weights(folder, split: str = "train") -> dict[int, float]:
+    """Inverse-frequency class weights (mean 1 over examples) for Keras' class_weight."""
+    tfset = open_set(folder)
+    counts = tfset.class_counts(split)
+    total = sum(counts.values())
+    labels = tfset.labels
+    return {i: total / (len(labels) * counts[name]) for i, name in enumerate(labels)
+            if counts.get(name)}

@@ -381,7 +381,8 @@ def parse_args(argv=None) -> TrainConfig:
                         help="no speed/gain/noise/SpecAugment augmentation")
     parser.add_argument("--balance", default="corpus", choices=["corpus", "class", "none"],
                         help="training sample weights: corpus = every (corpus, emotion) cell "
-                             "weighs the same (default); class = every emotion; none")
+                             "weighs the same (default); class = every emotion; none. SSL "
+                             "models weigh classes unless none")
     parser.add_argument("--run-dir", help="run folder (default runs/<model>-<data>[-N]); an "
                                           "unfinished run there is resumed")
     parser.add_argument("--export", help="SavedModel base folder (default savedmodels; for "

@@ -170,7 +170,7 @@ def train_finetune(config: TrainConfig) -> dict:
     val_batches = list(make_dataset(data, "validation", spec, config.batch_size,
                                     output="waveform"))
     steps = -(-tfset.examples("train") // config.batch_size)
-    weights = class_weights(data) if config.class_weights else None
+    weights = class_weights(data) if config.balance != "none" else None
     trainer = Trainer(model, config, steps, weights, len(labels))
     parameters = int(sum(np.prod(v.shape) for v in model.weights))
     trained = int(sum(np.prod(v.shape) for v in trainer.encoder_vars + trainer.head_vars))

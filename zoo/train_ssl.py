@@ -119,7 +119,7 @@ def train_head(config: TrainConfig, entry) -> dict:
     write_hparams(run / "tb", config, {"input": entry.input, "input_dim": dim,
                                        "layer": str(eset.embedding["layer"]),
                                        "encoder": eset.embedding["encoder"]})
-    weights = class_weights(eset) if config.class_weights else None
+    weights = class_weights(eset) if config.balance != "none" else None
     started = time.perf_counter()
     model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, class_weight=weights,
               callbacks=callbacks, shuffle=False,  # the dataset shuffles itself
