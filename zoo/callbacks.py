@@ -102,3 +102,18 @@ class ResumeState(keras.callbacks.Callback):
         self.early_stopping.best = scores[best_at]
         self.early_stopping.best_epoch = history[best_at]["epoch"] - 1
         self.early_stopping.wait = len(history) - 1 - best_at
+
+
+class InterruptAfterEpoch(keras.callbacks.Callback):
+    """Test hook: raise KeyboardInterrupt at the end of epoch `epoch` (1-based), as if the
+    run were killed there. Put it last, so that BackupAndRestore has saved that epoch.
+    zoo.train adds it when the environment variable ZOO_INTERRUPT_AFTER_EPOCH is set."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt(f"ZOO_INTERRUPT_AFTER_EPOCH={self.epoch}")
+

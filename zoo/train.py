@@ -7,6 +7,9 @@ A run folder (runs/<model>-<data> by default) receives config.json, feature_spec
 versions.json, history.jsonl, metrics.json, predictions.csv, confusion.png and TensorBoard logs
 (tb/). A killed run resumes where it stopped when started again with the same --run-dir.
 At the end the best epoch (validation UA) is exported as a SavedModel that takes raw audio.
+
+Test hook: with ZOO_INTERRUPT_AFTER_EPOCH=N in the environment, the run raises KeyboardInterrupt
+at the end of epoch N, after its backup is written, as if it had been killed there.
 """
 
 from __future__ import annotations
@@ -176,7 +179,9 @@ def train(config: TrainConfig) -> dict:
         tf.config.experimental.enable_op_determinism()
     epochs = config.resolved_epochs()
     print(f"model {config.model} on {data} ({tfset.examples('train')} train / "
-          f"{tfset.examples('validation')} validation clips), {epochs} epochs, run folder {run}")
+          f"{tfset.examples('validation')} validation clips), {epochs} epochs, "
+          f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s), "
+          f"run folder {run}")
 
     from pipelines.augment import Augment
 
@@ -212,6 +217,10 @@ def train(config: TrainConfig) -> dict:
         keras.callbacks.TerminateOnNaN(),
     ]
     callbacks.append(ResumeState(run, checkpoint, stopper))
+    if os.environ.get("ZOO_INTERRUPT_AFTER_EPOCH"):  # test hook, see InterruptAfterEpoch
+        from zoo.callbacks import InterruptAfterEpoch
+
+        callbacks.append(InterruptAfterEpoch(int(os.environ["ZOO_INTERRUPT_AFTER_EPOCH"])))
     if chief:
         _write_hparams(run / "tb", config, spec)
     weights = class_weights(data) if config.class_weights else None
