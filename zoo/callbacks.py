@@ -117,3 +117,29 @@ class InterruptAfterEpoch(keras.callbacks.Callback):
         if epoch + 1 == self.epoch:
             raise KeyboardInterrupt(f"ZOO_INTERRUPT_AFTER_EPOCH={self.epoch}")
 
+
+class AverageBatchNormStatistics(keras.callbacks.Callback):
+    """Multi-worker training: average the BatchNorm moving statistics across replicas at the
+    end of each epoch. Keras updates them per replica (they are not synchronised like the
+    trained weights), so without this each worker would validate a different model and could
+    take a different early-stopping decision, leaving the others waiting. Put it first."""
+
+    def __init__(self, strategy):
+        super().__init__()
+        self.strategy = strategy
+        self._average = None
+
+    def on_train_begin(self, logs=None):
+        weights = self.model.non_trainable_weights  # BatchNorm statistics (no seeds, metrics)
+        strategy = self.strategy
+
+        def average():
+            local = strategy.run(lambda: [tf.identity(w.value) for w in weights])
+            for w, value in zip(weights, local):
+                w.assign(strategy.reduce("MEAN", value, axis=None))
+
+        self._average = tf.function(average)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.non_trainable_weights:
+            self._average()
