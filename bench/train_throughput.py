@@ -20,7 +20,6 @@ rate. Writes bench/results/train_throughput.json, with the load average before a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
