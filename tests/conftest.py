@@ -12,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = Path(os.environ.get("SER_CORPORA", REPO.parent / "shared" / "corpora"))
+DEMO = REPO / "zoo" / "data" / "demo" / "ravdess"  # the bundled 98-clip sample
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +25,6 @@ def corpora() -> Path:
 
 # ---------------------------------------------------------------- SSL (docs/ssl.md)
 
-DEMO_RAVDESS = REPO / "zoo" / "data" / "demo" / "ravdess"
 
 
 def subprocess_env() -> dict:
@@ -44,7 +44,7 @@ def ssl_waveform_set(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ssl-data")
     corpus = root / "ravdess"
     for actor in ("Actor_01", "Actor_02", "Actor_03", "Actor_04"):
-        shutil.copytree(DEMO_RAVDESS / actor, corpus / actor)
+        shutil.copytree(DEMO / actor, corpus / actor)
     out = root / "wave"
     build([f"ravdess={corpus}"], out, validation=0.25, test=0.25, shard_mb=0.5, workers=1,
           progress=False)
@@ -68,3 +68,40 @@ def ssl_checks(tmp_path_factory, ssl_waveform_set):
         pytest.fail(f"tests/ssl_checks.py wrote no results (rc {proc.returncode}):\n"
                     f"{proc.stderr[-4000:]}")
     return out, json.loads(results_path.read_text())
+
+
+# ---------------------------------------------------------------- training fixtures
+
+# Builder overrides that keep a model tiny: a training test is about the plumbing, not accuracy.
+TINY = {"filters": [4, 4, 4, 4], "head_units": 8}
+
+
+def tiny_flags(overrides: dict = TINY) -> list[str]:
+    """The --set flags of `overrides` for the zoo.train CLI."""
+    import json
+
+    return [arg for key, value in overrides.items()
+            for arg in ("--set", f"{key}={json.dumps(value)}")]
+
+
+@pytest.fixture(scope="session")
+def demo_set(tmp_path_factory) -> Path:
+    """TFRecord set of the bundled 98-clip demo sample: 5/1/1 actors (70/14/14 clips)."""
+    from pipelines.build import build
+
+    out = tmp_path_factory.mktemp("tfrecords") / "demo"
+    build([f"ravdess={DEMO}"], out, validation=0.15, test=0.15, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(demo_set, tmp_path_factory) -> dict:
+    """One finished 1-epoch training run of a tiny mfcc_cnn on the demo set:
+    {'run': run folder, 'export': SavedModel version folder, 'metrics': train()'s result}."""
+    from zoo.train import TrainConfig, train
+
+    base = tmp_path_factory.mktemp("tiny_run")
+    metrics = train(TrainConfig(model="mfcc_cnn", data=str(demo_set), epochs=1,
+                                overrides=dict(TINY), run_dir=str(base / "run"),
+                                export=str(base / "savedmodels")))
+    return {"run": base / "run", "export": Path(metrics["export"]), "metrics": metrics}

@@ -102,3 +102,44 @@ class ResumeState(keras.callbacks.Callback):
         self.early_stopping.best = scores[best_at]
         self.early_stopping.best_epoch = history[best_at]["epoch"] - 1
         self.early_stopping.wait = len(history) - 1 - best_at
+
+
+class InterruptAfterEpoch(keras.callbacks.Callback):
+    """Test hook: raise KeyboardInterrupt at the end of epoch `epoch` (1-based), as if the
+    run were killed there. Put it last, so that BackupAndRestore has saved that epoch.
+    zoo.train adds it when the environment variable ZOO_INTERRUPT_AFTER_EPOCH is set."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt(f"ZOO_INTERRUPT_AFTER_EPOCH={self.epoch}")
+
+
+class AverageBatchNormStatistics(keras.callbacks.Callback):
+    """Multi-worker training: average the BatchNorm moving statistics across replicas at the
+    end of each epoch. Keras updates them per replica (they are not synchronised like the
+    trained weights), so without this each worker would validate a different model and could
+    take a different early-stopping decision, leaving the others waiting. Put it first."""
+
+    def __init__(self, strategy):
+        super().__init__()
+        self.strategy = strategy
+        self._average = None
+
+    def on_train_begin(self, logs=None):
+        weights = self.model.non_trainable_weights  # BatchNorm statistics (no seeds, metrics)
+        strategy = self.strategy
+
+        def average():
+            local = strategy.run(lambda: [tf.identity(w.value) for w in weights])
+            for w, value in zip(weights, local):
+                w.assign(strategy.reduce("MEAN", value, axis=None))
+
+        self._average = tf.function(average)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.non_trainable_weights:
+            self._average()

@@ -8,6 +8,9 @@ A run folder (runs/<model>-<data> by default) receives config.json, feature_spec
 versions.json, history.jsonl, metrics.json, predictions.csv, confusion.png and TensorBoard logs
 (tb/). A killed run resumes where it stopped when started again with the same --run-dir.
 At the end the best epoch (validation UA) is exported as a SavedModel that takes raw audio.
+
+Test hook: with ZOO_INTERRUPT_AFTER_EPOCH=N in the environment, the run raises KeyboardInterrupt
+at the end of epoch N, after its backup is written, as if it had been killed there.
 """
 
 from __future__ import annotations
@@ -179,7 +182,9 @@ def train(config: TrainConfig) -> dict:
         tf.config.experimental.enable_op_determinism()
     epochs = config.resolved_epochs()
     print(f"model {config.model} on {data} ({tfset.examples('train')} train / "
-          f"{tfset.examples('validation')} validation clips), {epochs} epochs, run folder {run}")
+          f"{tfset.examples('validation')} validation clips), {epochs} epochs, "
+          f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s), "
+          f"run folder {run}")
 
     from pipelines.augment import Augment
 
@@ -193,7 +198,9 @@ def train(config: TrainConfig) -> dict:
                             sample_weights=balance_weights(data, "train", config.balance)
                             if config.balance != "none" else None).repeat()
     val_ds = make_dataset(data, "validation", spec, config.batch_size)
-    steps = -(-tfset.examples("train") // config.batch_size // num_workers)
+    # config.batch_size is the global batch: with several workers each one reads its shard
+    # and tf.distribute splits its batches, so a step still consumes batch_size clips.
+    steps = -(-tfset.examples("train") // config.batch_size)
 
     with strategy.scope():
         model = build_model(config.model, len(labels), spec, **config.overrides)
@@ -220,11 +227,21 @@ def train(config: TrainConfig) -> dict:
         keras.callbacks.TerminateOnNaN(),
     ]
     callbacks.append(ResumeState(run, checkpoint, stopper))
+    if os.environ.get("ZOO_INTERRUPT_AFTER_EPOCH"):  # test hook, see InterruptAfterEpoch
+        from zoo.callbacks import InterruptAfterEpoch
+
+        callbacks.append(InterruptAfterEpoch(int(os.environ["ZOO_INTERRUPT_AFTER_EPOCH"])))
     if chief:
         _write_hparams(run / "tb", config, spec)
+    if num_workers > 1:
+        from zoo.callbacks import AverageBatchNormStatistics
+
+        callbacks.insert(0, AverageBatchNormStatistics(strategy))
+        _multiworker_workarounds(model, strategy, val_ds)
     started = time.perf_counter()
-    model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, callbacks=callbacks,
-              verbose=2 if not sys.stdout.isatty() else 1)
+    with strategy.scope():
+        model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, callbacks=callbacks,
+                  verbose=2 if not sys.stdout.isatty() else 1)
     seconds = time.perf_counter() - started
     if not best_path.exists():
         raise TrainError("no epoch finished with a validation score; nothing to export")
@@ -233,6 +250,33 @@ def train(config: TrainConfig) -> dict:
         return {}
     return _finish(model, config, spec, labels, data, tfset, run, seconds, make_dataset,
                    write_json_atomic)
+
+
+def _multiworker_workarounds(model, strategy, dataset) -> None:
+    """Two steps of Keras 3.15's fit() fail under MultiWorkerMirroredStrategy
+    (keras-team/keras#20585); both are bypassed here.
+
+    1. fit() begins by strategy.reduce()-ing the first distributed batch, a tuple of PerReplica
+       values, which the strategy refuses ("Attempt to convert a value (PerReplica...) to a
+       Tensor"). A model with no strategy of its own skips that step, so the model's metrics,
+       loss and optimizer are built here from the shapes of a local batch, as fit() would,
+       and fit() takes the strategy of the scope it is called in.
+    2. Each step's logs are reduced with strategy.reduce("MEAN", value, axis=0), which fails on
+       scalars ("Invalid reduction dimension 0"). The logs are metric results, whose variables
+       are already summed across workers, so giving them a batch axis of 1 makes that mean
+       the (equal) value of every replica.
+    """
+    tf = quiet_tensorflow()
+    x, y = next(iter(dataset))
+    with strategy.scope():
+        model._symbolic_build(data_batch=(x, y))
+    model._distribute_strategy = None
+    step = model.train_step
+
+    def train_step(data):
+        return {k: tf.reshape(v, [1]) for k, v in step(data).items()}
+
+    model.train_step = train_step
 
 
 def _write_run_files(run, config, spec, labels, tfset, model) -> None:
