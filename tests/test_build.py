@@ -234,6 +234,7 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a subprocess that imports TensorFlow; the next test covers the clean-up
 def test_hard_kill_mid_write_keeps_the_previous_set_and_is_cleaned_up(set_copy, small_corpus,
                                                                       tmp_path):
     before = snapshot(set_copy)
@@ -254,11 +255,25 @@ def test_hard_kill_mid_write_keeps_the_previous_set_and_is_cleaned_up(set_copy, 
     assert snapshot(set_copy) == before
 
 
+DEAD_PID = 2 ** 22 + 12345  # above the largest possible pid_max: no such process
+
+
+def test_a_killed_builds_folder_is_removed_even_by_an_up_to_date_run(set_copy, small_corpus):
+    before = snapshot(set_copy)
+    stale = set_copy.parent / f".{set_copy.name}.tmp-{DEAD_PID}"
+    shutil.copytree(set_copy, stale)
+    (stale / "schema.json").unlink()  # as a killed build leaves it: no schema yet
+    live = set_copy.parent / f".{set_copy.name}.tmp-{os.getppid()}"  # a build still running
+    live.mkdir()
+    build(corpus_args(small_corpus), set_copy, shard_mb=0.5, **FAST)
+    assert leftovers(set_copy) == [live.name]
+    assert snapshot(set_copy) == before
+
+
 def test_a_killed_swap_is_repaired_by_the_next_build(set_copy, small_corpus):
     """Killed between 'out -> .out.old-PID' and '.out.tmp-PID -> out': out is missing."""
     before = snapshot(set_copy)
-    dead = 2 ** 22 + 12345  # above the default pid_max: no such process
-    old = set_copy.parent / f".{set_copy.name}.old-{dead}"
+    old = set_copy.parent / f".{set_copy.name}.old-{DEAD_PID}"
     os.rename(set_copy, old)
     schema = build(corpus_args(small_corpus), set_copy, shard_mb=0.5, **FAST)
     assert leftovers(set_copy) == []
@@ -340,23 +355,41 @@ def run_cli(*args, timeout=60) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("corpus, message", [
+CLI_ERRORS = [
     ("ravdess", "error: --corpus takes NAME=DIR (e.g. ravdess=/data/ravdess), got 'ravdess'"),
     ("=/data/x", "error: --corpus takes NAME=DIR"),
     ("ravdess={missing}", "error: {missing}: ravdess folder does not exist"),
     ("ravdess={file}", "error: {file}: ravdess path is not a folder"),
     ("happy={empty}", "error: {empty}: no audio files found for happy"),
-])
-def test_cli_errors_are_one_line_with_exit_code_2(corpus, message, tmp_path):
+]
+
+
+def _error_paths(tmp_path):
     paths = {"missing": tmp_path / "nowhere", "file": tmp_path / "a.txt",
              "empty": tmp_path / "empty"}
     paths["file"].write_text("x")
     paths["empty"].mkdir()
+    return paths
+
+
+@pytest.mark.parametrize("corpus, message", CLI_ERRORS[::2])
+def test_cli_errors_are_one_line_with_exit_code_2(corpus, message, tmp_path):
+    """As a user sees them: a process, its exit code and its stderr."""
+    paths = _error_paths(tmp_path)
     proc = run_cli("--corpus", corpus.format(**paths), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert proc.stderr.startswith(message.format(**paths)) and proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("corpus, message", CLI_ERRORS)
+def test_cli_main_errors_are_one_line_with_exit_code_2(corpus, message, tmp_path, capsys):
+    paths = _error_paths(tmp_path)
+    assert main(["--corpus", corpus.format(**paths), "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(message.format(**paths)) and captured.err.count("\n") == 1
+    assert captured.out == "" and not (tmp_path / "out").exists()
 
 
 def test_cli_builds_and_reports(corpus_factory, tmp_path, capsys):
