@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 import argparse  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
+import textwrap  # noqa: E402
 import time  # noqa: E402
 
 from bench._common import (  # noqa: E402
@@ -96,7 +97,8 @@ def main(argv=None) -> int:
     print(f"  {'TFRecord build (--force)':38s}{build_s:9.1f}{clips / build_s:9.0f}   "
           f"({verdict(build_s, TARGET_SECONDS, higher_is_better=False)} s)")
     print(f"  {'librosa.load(path, sr=16000) loop':38s}{loop_s:9.1f}{clips / loop_s:9.0f}")
-    print(f"  speed-up of the build over the loop: {speedup:.2f}x ({verdict(speedup, TARGET_SPEEDUP)})")
+    print(f"  speed-up of the build over the loop: {speedup:.2f}x "
+          f"({verdict(speedup, TARGET_SPEEDUP)})")
     print(f"  set on disk: {set_bytes / 1e6:.0f} MB in {shards} shards + manifest, skipped, schema "
           f"(source FLACs: {source_bytes / 1e6:.0f} MB; the set stores 16-bit PCM, not FLAC)")
     print(f"  {schema['skipped']} skipped; splits: " + ", ".join(
@@ -105,12 +107,13 @@ def main(argv=None) -> int:
           f"first load {librosa_warmup_s:.1f} s")
     print(f"  the loop used {loop_cpu_s:.1f} s of CPU, {1000 * loop_cpu_s / clips:.1f} ms a clip")
     if speedup < TARGET_SPEEDUP:
-        print(f"  why not {TARGET_SPEEDUP:g}x: the shared files are already 16 kHz, so neither side "
-              "resamples and the loop only decodes FLAC, about a millisecond of CPU a clip. The "
-              "build does that too, on all cores, but also measures levels, quantises, sends "
-              "the samples from the workers to the writer, serialises tf.train.Examples and "
-              f"writes {set_bytes / 1e6:.0f} MB; on {workers} cores that costs more than "
-              "the parallel decoding saves.")
+        why = (f"Why not {TARGET_SPEEDUP:g}x: the shared files are already 16 kHz, so neither side "
+               f"resamples, and the loop only decodes FLAC ({1000 * loop_cpu_s / clips:.1f} ms "
+               "of CPU a clip). The build decodes too, spread over the cores, but it also "
+               "measures levels, quantises, sends the samples from the workers to the writer, "
+               f"serialises tf.train.Examples and writes {set_bytes / 1e6:.0f} MB; on "
+               f"{workers} cores that costs more than the parallel decoding saves.")
+        print(textwrap.fill(why, width=96, initial_indent="  ", subsequent_indent="  "))
     print(f"load average before/after: {load_before} / {load_after} (the machine is shared)")
     path = write_results("build", {
         "clips": clips, "audio_hours": round(hours, 3), "workers": workers,

@@ -94,10 +94,11 @@ def main(argv=None) -> int:
         sizes = [int(y.shape[0]) for _, y in ds]
         clips, steps = sum(sizes), len(sizes)
         ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for _ in ds:
             pass
         pipeline_only_s = time.perf_counter() - start
+        pipeline_only_cpu = time.process_time() - cpu_start
 
         # the same tensors, materialised in memory (one epoch's worth of augmented batches)
         batches = [(x.numpy(), y.numpy()) for x, y in ds]
@@ -114,31 +115,34 @@ def main(argv=None) -> int:
         for feed in feeds.values():  # warm-up: tracing for both feeds' shapes
             model.fit(feed, epochs=1, shuffle=False, verbose=0)
         times = {name: [] for name in feeds}
+        cpu = {name: [] for name in feeds}
         load_before = load_average()
         for _ in range(args.epochs):
             for name, feed in feeds.items():
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 model.fit(feed, epochs=1, shuffle=False, verbose=0)
                 times[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - cpu_start)
         load_after = load_average()
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
 
     epoch = {name: min(t) for name, t in times.items()}
+    epoch_cpu = {name: min(t) for name, t in cpu.items()}
     ratio = epoch["pipeline"] / epoch["memory"]
     print(f"\nInput pipeline: train split, {clips} clips an epoch, batches of {args.batch}, "
-          f"3 s crops, default augmentation + SpecAugment; model {model.count_params():,} "
-          f"parameters")
+          f"3 s crops,\n  default augmentation + SpecAugment; a 3-block CNN of "
+          f"{model.count_params():,} parameters; best of {args.epochs} epochs per feed")
     if build_s is not None:
         print(f"  (built the TFRecord set first in {build_s:.1f} s)")
-    print(f"{'':46s}{'s/epoch':>9s}{'clips/s':>9s}")
+    print(f"{'':46s}{'s/epoch':>9s}{'clips/s':>9s}{'CPU s':>8s}")
     print(f"  {'pipeline alone (no model)':44s}{pipeline_only_s:9.1f}"
-          f"{clips / pipeline_only_s:9.0f}")
+          f"{clips / pipeline_only_s:9.0f}{pipeline_only_cpu:8.1f}")
     print(f"  {'training fed by make_dataset(training=True)':44s}{epoch['pipeline']:9.1f}"
-          f"{clips / epoch['pipeline']:9.0f}")
+          f"{clips / epoch['pipeline']:9.0f}{epoch_cpu['pipeline']:8.1f}")
     print(f"  {'training fed from memory':44s}{epoch['memory']:9.1f}"
-          f"{clips / epoch['memory']:9.0f}")
+          f"{clips / epoch['memory']:9.0f}{epoch_cpu['memory']:8.1f}")
     print(f"  ratio {ratio:.3f} ({verdict(ratio, TARGET_RATIO, higher_is_better=False)}); "
           f"epochs timed: pipeline {[round(t, 1) for t in times['pipeline']]}, "
           f"memory {[round(t, 1) for t in times['memory']]}")
@@ -154,6 +158,9 @@ def main(argv=None) -> int:
         "epoch_seconds_memory": round(epoch["memory"], 2),
         "epochs_pipeline": [round(t, 2) for t in times["pipeline"]],
         "epochs_memory": [round(t, 2) for t in times["memory"]],
+        "pipeline_only_cpu_seconds": round(pipeline_only_cpu, 2),
+        "epoch_cpu_seconds_pipeline": round(epoch_cpu["pipeline"], 2),
+        "epoch_cpu_seconds_memory": round(epoch_cpu["memory"], 2),
         "clips_per_s_pipeline": round(clips / epoch["pipeline"], 1),
         "clips_per_s_memory": round(clips / epoch["memory"], 1),
         "ratio": round(ratio, 3), "target_ratio": TARGET_RATIO,
