@@ -93,7 +93,8 @@ def write_results(name: str, results: dict) -> Path:
     return path
 
 
-def verdict(value: float, target: float, higher_is_better: bool = True) -> str:
+def verdict(value: float, target: float, higher_is_better: bool = True,
+            unit: str = "") -> str:
     ok = value >= target if higher_is_better else value <= target
     sign = ">=" if higher_is_better else "<="
-    return f"target {sign} {target:g}: {'met' if ok else 'NOT met'}"
+    return f"target {sign} {target:g}{unit}: {'met' if ok else 'NOT met'}"

@@ -95,10 +95,10 @@ def main(argv=None) -> int:
           f"{workers} decoding workers; files in the page cache")
     print(f"{'':40s}{'seconds':>9s}{'clips/s':>9s}")
     print(f"  {'TFRecord build (--force)':38s}{build_s:9.1f}{clips / build_s:9.0f}   "
-          f"({verdict(build_s, TARGET_SECONDS, higher_is_better=False)} s)")
+          f"({verdict(build_s, TARGET_SECONDS, higher_is_better=False, unit=' s')})")
     print(f"  {'librosa.load(path, sr=16000) loop':38s}{loop_s:9.1f}{clips / loop_s:9.0f}")
     print(f"  speed-up of the build over the loop: {speedup:.2f}x "
-          f"({verdict(speedup, TARGET_SPEEDUP)})")
+          f"({verdict(speedup, TARGET_SPEEDUP, unit='x')})")
     print(f"  set on disk: {set_bytes / 1e6:.0f} MB in {shards} shards + manifest, skipped, schema "
           f"(source FLACs: {source_bytes / 1e6:.0f} MB; the set stores 16-bit PCM, not FLAC)")
     print(f"  {schema['skipped']} skipped; splits: " + ", ".join(

@@ -164,7 +164,8 @@ def main(argv=None) -> int:
             print(f"  {'librosa (one clip at a time)':42s}{e['librosa_clips_per_s']:9.1f}"
                   f"{seconds / e['librosa_seconds']:11.0f}x"
                   f"{1000 * e['librosa_cpu_seconds'] / len(waves):13.2f}")
-            print(f"  speed-up {e['speedup']:.1f}x ({verdict(e['speedup'], TARGET)}); "
+            print(f"  speed-up {e['speedup']:.1f}x "
+                  f"({verdict(e['speedup'], TARGET, unit='x')}); "
                   f"same values: min Pearson r {e['min_pearson_r']:.6f}")
     load_after = load_average()
     print(f"load average before/after: {load_before} / {load_after} "
