@@ -152,7 +152,8 @@ BATCH_SPECS = {
 def batch_clips(corpora) -> list[np.ndarray]:
     """Clips of different lengths: long gated RAVDESS silence, SAVEE DC offset, short TESS."""
     names = ["tess/OAF_Fear/OAF_back_fear.flac", "ravdess/Actor_07/03-01-06-01-02-02-07.flac",
-             "savee/JK_su15.flac", "savee/DC_a01.flac", "ravdess/Actor_20/03-01-08-02-02-02-20.flac"]
+             "savee/JK_su15.flac", "savee/DC_a01.flac",
+             "ravdess/Actor_20/03-01-08-02-02-02-20.flac"]
     return [sf.read(corpora / n, dtype="float32")[0] for n in names]
 
 
