@@ -111,9 +111,18 @@ def assign(rows: pd.DataFrame, mode: str, validation: float, test: float, seed: 
 
 
 def _stale_temporaries(out: Path) -> None:
-    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+    """Clear what a killed build left beside `out` (.out.tmp-PID, .out.old-PID of dead PIDs).
+
+    A build killed between the two renames of `_replace_folder` leaves the previous set in
+    .out.old-PID and no `out`: that set is put back.
+    """
+    for tmp in sorted(out.parent.glob(f".{out.name}.*-*")):
+        kind, _, pid = tmp.name[len(out.name) + 2:].rpartition("-")
+        if kind not in ("tmp", "old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if kind == "old" and not out.exists():
+            os.rename(tmp, out)
+        else:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -128,11 +137,17 @@ def _alive(pid: int) -> bool:
 
 
 def _replace_folder(tmp: Path, out: Path) -> None:
-    """Swap the finished temporary folder in; a crash in between leaves no complete-looking set."""
+    """Swap the finished temporary folder in; if that fails, the previous set stays in `out`
+    (and a kill in between is repaired by the next build, see `_stale_temporaries`)."""
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     if out.exists():
         os.rename(out, old)
-    os.rename(tmp, out)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        if old.exists() and not out.exists():
+            os.rename(old, out)
+        raise
     if old.exists():
         shutil.rmtree(old)
 
@@ -164,6 +179,7 @@ def build(
                "min_duration": min_duration, "feature_spec": spec.to_dict(),
                "schema_version": SCHEMA_VERSION}
     digest = fingerprint(rows, skipped, options)
+    _stale_temporaries(out)  # before the up-to-date check: it may put a previous set back
     existing = out / "schema.json"
     if existing.is_file() and not force:
         try:
@@ -189,7 +205,6 @@ def build(
     rows = rows.sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    _stale_temporaries(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

@@ -242,6 +242,7 @@ class FeatureExtractor(keras.layers.Layer):
     """
 
     def __init__(self, spec: FeatureSpec | dict, **kwargs):
+        kwargs.pop("trainable", None)  # get_config() carries it; the layer has no weights anyway
         super().__init__(trainable=False, **kwargs)
         self.spec = spec if isinstance(spec, FeatureSpec) else FeatureSpec.from_dict(spec)
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from pathlib import Path
 
 SPEC_VERSION = 1
 KINDS = ("logmel", "mfcc")
 NORMALIZATIONS = ("utterance", "none")
+_INTS = ("sample_rate", "win_length", "hop_length", "n_fft", "n_mels", "n_mfcc", "version")
+_REALS = ("fmin", "log_floor")
+_OPTIONAL_REALS = ("fmax", "top_db", "trim_db")
 
 
 class SpecError(ValueError):
@@ -55,6 +59,7 @@ class FeatureSpec:
     version: int = SPEC_VERSION
 
     def __post_init__(self):
+        self._check_types()
         problems = []
         if self.kind not in KINDS:
             problems.append(f"kind must be one of {KINDS}, got {self.kind!r}")
@@ -66,6 +71,13 @@ class FeatureSpec:
             problems.append("n_fft must be even")
         if self.hop_length <= 0:
             problems.append("hop_length must be positive")
+        if self.n_mels <= 0:
+            problems.append("n_mels must be positive")
+        if self.log_floor <= 0:
+            problems.append("log_floor must be positive")
+        for name in ("top_db", "trim_db"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive (or None)")
         nyquist = self.sample_rate / 2
         if not 0 <= self.fmin < (self.fmax or nyquist) <= nyquist:
             problems.append(f"need 0 <= fmin < fmax <= {nyquist}")
@@ -75,6 +87,28 @@ class FeatureSpec:
             problems.append(f"spec version {self.version} is not {SPEC_VERSION}")
         if problems:
             raise SpecError("; ".join(problems))
+
+    def _check_types(self):
+        """Wrong types (e.g. "160" from hand-edited JSON) fail here, not deep inside TF."""
+        def is_int(v):
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+        def is_real(v):
+            return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+        wrong = [f"{n} must be an integer, got {getattr(self, n)!r}"
+                 for n in _INTS if not is_int(getattr(self, n))]
+        wrong += [f"{n} must be a number, got {getattr(self, n)!r}"
+                  for n in _REALS if not is_real(getattr(self, n))]
+        wrong += [f"{n} must be a number or None, got {getattr(self, n)!r}"
+                  for n in _OPTIONAL_REALS
+                  if getattr(self, n) is not None and not is_real(getattr(self, n))]
+        wrong += [f"{n} must be a string, got {getattr(self, n)!r}"
+                  for n in ("kind", "normalization") if not isinstance(getattr(self, n), str)]
+        if not isinstance(self.remove_dc, bool):
+            wrong.append(f"remove_dc must be true or false, got {self.remove_dc!r}")
+        if wrong:
+            raise SpecError("; ".join(wrong))
 
     @property
     def channels(self) -> int:
@@ -102,8 +136,10 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureSpec":
+        if not isinstance(data, dict):
+            raise SpecError(f"a FeatureSpec is a JSON object of fields, got {type(data).__name__}")
         fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - fields)
+        unknown = sorted(map(str, set(data) - fields))
         if unknown:
             raise SpecError(f"unknown FeatureSpec fields: {', '.join(unknown)}")
         return cls(**data)

@@ -197,7 +197,10 @@ def train(config: TrainConfig) -> dict:
                             speaker_norm=config.speaker_norm,
                             sample_weights=balance_weights(data, "train", config.balance)
                             if config.balance != "none" else None).repeat()
-    val_ds = make_dataset(data, "validation", spec, config.batch_size)
+    # Model selection uses the normalisation the model mostly trains with: per speaker only when
+    # every training clip is normalised per speaker, per utterance (the serving default) else.
+    val_ds = make_dataset(data, "validation", spec, config.batch_size,
+                          speaker_norm=1.0 if config.speaker_norm >= 1.0 else 0.0)
     # config.batch_size is the global batch: with several workers each one reads its shard
     # and tf.distribute splits its batches, so a step still consumes batch_size clips.
     steps = -(-tfset.examples("train") // config.batch_size)
