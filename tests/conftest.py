@@ -29,7 +29,6 @@ def corpora() -> Path:
 # ---------------------------------------------------------------- SSL (docs/ssl.md)
 
 
-
 def subprocess_env() -> dict:
     """Environment for child processes that import this checkout's packages."""
     env = dict(os.environ)
@@ -113,7 +112,6 @@ def tiny_run(demo_set, tmp_path_factory) -> dict:
 # Tests of the TFRecord build and the input pipeline run on small copies of the real corpora made
 # in a temporary folder: a RAVDESS-like `Actor_XX/` tree of real FLACs, a flat SAVEE folder with
 # two real FLACs and one generated WAV, and a handful of broken files that must be skipped.
-
 
 
 # RAVDESS names (emotion code in the third field) copied per actor: neutral, angry, sad (strong).
@@ -223,3 +221,25 @@ def corpus_factory(corpora, tmp_path):
         return make_corpus(corpora, tmp_path / name, **options)
 
     return make
+
+
+TINY_LABELS = ["angry", "happy", "neutral", "sad"]
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """A tiny untrained mfcc_cnn exported as savedmodels/mfcc_cnn/1 (the serving tests' model):
+    (version folder, labels)."""
+    from pipelines.tfenv import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+
+    from zoo.export import export
+    from zoo.registry import build_model, get_entry
+
+    spec = get_entry("mfcc_cnn").default_spec()
+    keras.utils.set_random_seed(1)
+    model = build_model("mfcc_cnn", len(TINY_LABELS), spec, filters=(4, 4, 4, 4), head_units=8)
+    base = tmp_path_factory.mktemp("savedmodels")
+    return export(model, spec, TINY_LABELS, base, "mfcc_cnn", card="tiny test model"), TINY_LABELS

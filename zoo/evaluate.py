@@ -31,7 +31,9 @@ class EvaluateError(RuntimeError):
     pass
 
 
-def _decode(path):
+def decode_or_reason(path):
+    """Waveform (16 kHz mono float32) of a file, or the reason it cannot be read (a string);
+    module-level, so process pools can run it (zoo.evaluate, zoo.predict)."""
     result = safe_decode(path)
     return result.reason if isinstance(result, AudioError) else result.waveform
 
@@ -42,7 +44,7 @@ def clips_from_corpora(corpora: list[str], calm: str = "neutral", workers=None,
     from pipelines.corpora import read_corpora
 
     rows, skipped, _ = read_corpora(corpora, calm=calm)
-    decoded = list(imap_ordered(_decode, rows["path"].tolist(), workers, desc="decoding",
+    decoded = list(imap_ordered(decode_or_reason, rows["path"].tolist(), workers, desc="decoding",
                                 progress=progress))
     ok = [not isinstance(d, str) for d in decoded]
     bad = rows.loc[[not o for o in ok], ["path", "corpus"]].assign(

@@ -16,6 +16,12 @@ is a second signature):
         normalised with given statistics (per speaker, pipelines.speaker_stats) instead of
         each clip's own; used by `zoo.evaluate --speaker-norm`
 all -> probabilities float32 [batch, classes], label string [batch].
+
+Any batch size and clip length; clips shorter than one FFT window are zero-padded, and with
+`length` a clip's probabilities do not depend on the padding after it. A request that cannot be
+answered (empty batch or clip, wrong rank, NaN/Inf samples or statistics, lengths that do not
+fit the waveform) fails with an InvalidArgumentError whose message names the input and the
+problem (TF Serving answers it as HTTP 400); the server keeps running.
 """
 
 from __future__ import annotations
@@ -31,27 +37,64 @@ import tensorflow as tf
 
 from pipelines import features as F
 from pipelines.spec import FeatureSpec
+from zoo.layout import (  # noqa: F401 - re-exported: the layout helpers were defined here first
+    SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS, next_version, read_export,
+    resolve_version,
+)
 
-SIGNATURE_DEFAULT = "serving_default"
-SIGNATURE_LENGTH = "serving_with_length"
-SIGNATURE_STATS = "serving_with_stats"
+
+def waveform_checks(waveform, length, stats=None, channels: int | None = None) -> list:
+    """Assertions on a serving request, in two stages, for use as control dependencies.
+
+    Ranks first, and everything else waits on them, because a shape read from a tensor of the
+    wrong rank fails with an unrelated message. Every failure is an InvalidArgumentError that
+    names the input and the problem.
+    """
+    ranks = [_assert_rank(waveform, 2, "waveform: wrong rank, [batch, samples] needed"),
+             _assert_rank(length, 1, "length: wrong rank, [batch] needed")]
+    if stats is not None:
+        ranks += [_assert_rank(s, 2, f"{name}: wrong rank, [batch, channels] needed")
+                  for s, name in zip(stats, ("feature_mean", "feature_std"))]
+    with tf.control_dependencies(ranks):
+        rows, samples = tf.shape(waveform)[0], tf.shape(waveform)[1]
+        checks = [
+            tf.debugging.assert_positive(rows, message="waveform: empty batch (0 rows)"),
+            tf.debugging.assert_positive(samples, message="waveform: no samples (0 columns)"),
+            tf.debugging.assert_equal(tf.shape(length)[0], rows,
+                                      message="length: one value per waveform row needed"),
+            tf.debugging.assert_positive(length, message="length: every value must be >= 1"),
+            tf.debugging.assert_less_equal(length, samples,
+                                           message="length: larger than the waveform rows"),
+            tf.debugging.assert_all_finite(waveform, message="waveform: NaN or Inf samples"),
+        ]
+        if stats is not None:
+            checks += [
+                tf.debugging.assert_equal(
+                    tf.shape(stats[0]), tf.stack([rows, channels]),
+                    message=f"feature_mean: [batch, {channels}] needed"),
+                tf.debugging.assert_equal(
+                    tf.shape(stats[1]), tf.shape(stats[0]),
+                    message="feature_std: same shape as feature_mean needed"),
+                tf.debugging.assert_all_finite(stats[0],
+                                               message="feature_mean: NaN or Inf values"),
+                tf.debugging.assert_all_finite(stats[1],
+                                               message="feature_std: NaN or Inf values"),
+            ]
+    return ranks + checks
 
 
-def waveform_checks(waveform, length) -> list:
-    """Assertions on a serving request (waveform [batch, samples], length [batch]), with
-    messages a client can act on; run them as control dependencies."""
-    return [
-        tf.debugging.assert_positive(tf.shape(waveform)[0],
-                                     message="waveform: empty batch (0 rows)"),
-        tf.debugging.assert_positive(tf.shape(waveform)[1],
-                                     message="waveform: no samples (0 columns)"),
-        tf.debugging.assert_equal(tf.shape(length)[0], tf.shape(waveform)[0],
-                                  message="length: one value per waveform row needed"),
-        tf.debugging.assert_positive(length, message="length: every value must be >= 1"),
-        tf.debugging.assert_less_equal(length, tf.shape(waveform)[1],
-                                       message="length: larger than the waveform rows"),
-        tf.debugging.assert_all_finite(waveform, message="waveform: NaN or Inf samples"),
-    ]
+def full_length(waveform):
+    """Every row's length = the number of columns, read only after the rank check."""
+    with tf.control_dependencies(
+            [_assert_rank(waveform, 2, "waveform: wrong rank, [batch, samples] needed")]):
+        return tf.fill([tf.shape(waveform)[0]], tf.shape(waveform)[1])
+
+
+class _Untracked:
+    """Holds an object out of sight of SavedModel dependency tracking."""
+
+    def __init__(self, value):
+        self.value = value
 
 
 class ServingModule(tf.Module):
@@ -59,15 +102,23 @@ class ServingModule(tf.Module):
 
     def __init__(self, model: keras.Model, spec: FeatureSpec, labels: list[str], assets: Path):
         super().__init__()
-        self.model = model
+        # The Keras model is kept out of the SavedModel's object graph; export() tracks the
+        # variables the signatures read instead (see there).
+        self._keras = _Untracked(model)
         self.spec = spec
         self.labels = tf.constant(labels)
         self.labels_file = tf.saved_model.Asset(str(assets / "labels.txt"))
         self.spec_file = tf.saved_model.Asset(str(assets / "feature_spec.json"))
 
-    def _predict(self, waveform, length, stats=None):
-        checks = waveform_checks(waveform, length)
-        with tf.control_dependencies(checks):
+    @property
+    def model(self) -> keras.Model:
+        return self._keras.value
+
+    def _predict(self, waveform, length=None, stats=None):
+        if length is None:
+            length = full_length(waveform)
+        with tf.control_dependencies(waveform_checks(waveform, length, stats,
+                                                     self.spec.channels)):
             short = tf.maximum(self.spec.n_fft - tf.shape(waveform)[1], 0)
             waveform = tf.pad(waveform, [[0, 0], [0, short]])  # clips under one window
             features, _ = F.compute(waveform, length, self.spec, stats=stats)
@@ -78,8 +129,7 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform")])
     def serve(self, waveform):
-        length = tf.fill([tf.shape(waveform)[0]], tf.shape(waveform)[1])
-        return self._predict(waveform, length)
+        return self._predict(waveform)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform"),
                                   tf.TensorSpec([None], tf.int32, name="length")])
@@ -91,19 +141,41 @@ class ServingModule(tf.Module):
                                   tf.TensorSpec([None, None], tf.float32, name="feature_mean"),
                                   tf.TensorSpec([None, None], tf.float32, name="feature_std")])
     def serve_with_stats(self, waveform, length, feature_mean, feature_std):
-        checks = [tf.debugging.assert_equal(
-            tf.shape(feature_mean), [tf.shape(waveform)[0], self.spec.channels],
-            message=f"feature_mean: [batch, {self.spec.channels}] needed"),
-            tf.debugging.assert_equal(tf.shape(feature_std), tf.shape(feature_mean),
-                                      message="feature_std: same shape as feature_mean needed")]
-        with tf.control_dependencies(checks):
-            return self._predict(waveform, length, (feature_mean, feature_std))
+        return self._predict(waveform, length, (feature_mean, feature_std))
 
 
-def next_version(base: Path) -> int:
-    """The next free integer version under base (1 if none)."""
-    versions = [int(p.name) for p in base.glob("*") if p.is_dir() and p.name.isdigit()]
-    return max(versions, default=0) + 1
+def _assert_rank(x, rank: int, message: str):
+    """Run-time rank check. The declared input shapes ([-1, -1], [-1]) fix the rank in the
+    graph, and Grappler folds tf.rank(x) or tf.size(tf.shape(x)) to that constant, so a request
+    of another rank (TF Serving does not compare it with the signature) would pass them;
+    counting the entries of the run-time shape vector is not folded."""
+    actual = tf.cast(tf.math.count_nonzero(tf.shape(x) >= 0), tf.int32)
+    return tf.debugging.assert_equal(actual, rank, message=message)
+
+
+def captured_variables(functions) -> list:
+    """Variables read by concrete functions, each once, in first-use order."""
+    seen, found = set(), []
+    for fn in functions:
+        for v in fn.variables:
+            if id(v) not in seen:
+                seen.add(id(v))
+                found.append(v)
+    return found
+
+
+def save_signatures(module: tf.Module, out: Path, signatures: dict) -> None:
+    """tf.saved_model.save that TF Serving can restore.
+
+    The graph functions read the tf.Variables inside Keras 3's variables. Tracked only
+    through the Keras model, the checkpoint holds the Keras wrappers as other resources than
+    the ones the signatures read: tf.saved_model.load copes, but the TF1-style loader that TF
+    Serving uses (the graph's restore op) leaves those uninitialised and every request fails
+    with "Could not find variable ...". Tracking exactly the variables the signatures capture
+    (as keras.export.ExportArchive does) fixes it.
+    """
+    module.graph_variables = captured_variables(signatures.values())
+    tf.saved_model.save(module, str(out), signatures=signatures)
 
 
 def export(model: keras.Model, spec: FeatureSpec, labels: list[str], base, name: str,
@@ -114,7 +186,7 @@ def export(model: keras.Model, spec: FeatureSpec, labels: list[str], base, name:
         (staging / "labels.txt").write_text("\n".join(labels) + "\n")
         (staging / "feature_spec.json").write_text(spec.to_json() + "\n")
         module = ServingModule(model, spec, labels, staging)
-        tf.saved_model.save(module, str(out), signatures={
+        save_signatures(module, out, {
             SIGNATURE_DEFAULT: module.serve.get_concrete_function(),
             SIGNATURE_LENGTH: module.serve_with_length.get_concrete_function(),
             SIGNATURE_STATS: module.serve_with_stats.get_concrete_function(),
@@ -153,26 +225,3 @@ def write_version(base, name: str, write, card: str = "", meta: dict | None = No
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
-
-
-def read_export(path) -> dict:
-    """zoo.json of an export folder, with labels and FeatureSpec, or a clear error."""
-    path = Path(path)
-    info = path / "zoo.json"
-    if not (path / "saved_model.pb").is_file():
-        raise FileNotFoundError(f"{path}: no saved_model.pb (not a SavedModel version folder)")
-    if not info.is_file():
-        raise FileNotFoundError(f"{path}: no zoo.json beside the SavedModel")
-    return json.loads(info.read_text())
-
-
-def resolve_version(path) -> Path:
-    """savedmodels/<model> -> its highest version folder; a version folder is returned as is."""
-    path = Path(path)
-    if (path / "saved_model.pb").is_file():
-        return path
-    versions = sorted((int(p.name) for p in path.glob("*") if p.is_dir() and p.name.isdigit()
-                       and (p / "saved_model.pb").is_file()))
-    if not versions:
-        raise FileNotFoundError(f"{path}: neither a SavedModel nor a folder of numbered versions")
-    return path / str(versions[-1])

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from zoo.export import SIGNATURE_DEFAULT, SIGNATURE_LENGTH, waveform_checks, write_version
+from zoo.export import (
+    SIGNATURE_DEFAULT, SIGNATURE_LENGTH, _Untracked, full_length, save_signatures,
+    waveform_checks, write_version,
+)
 
 
 def _outputs(labels, probabilities):
@@ -30,12 +33,16 @@ class EmbeddingServing(tf.Module):
 
     def __init__(self, model, labels: list[str], input_kind: str, dim: int, assets: Path):
         super().__init__()
-        self.model = model
+        self._keras = _Untracked(model)  # save_signatures tracks the variables it reads
         self.labels = tf.constant(labels)
         self.labels_file = tf.saved_model.Asset(str(assets / "labels.txt"))
         shape = [None, dim] if input_kind == "embedding" else [None, None, dim]
         self.serve = tf.function(self._serve, input_signature=[
             tf.TensorSpec(shape, tf.float32, name=input_kind)])
+
+    @property
+    def model(self):
+        return self._keras.value
 
     def _serve(self, x):
         check = tf.debugging.assert_all_finite(x, message="input: NaN or Inf values")
@@ -65,8 +72,7 @@ class WaveformServing(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform")])
     def serve(self, waveform):
         # through serve_with_length's graph: the encoder is traced once, not twice
-        return self.serve_with_length(waveform,
-                                      tf.fill([tf.shape(waveform)[0]], tf.shape(waveform)[1]))
+        return self.serve_with_length(waveform, full_length(waveform))
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform"),
                                   tf.TensorSpec([None], tf.int32, name="length")])
@@ -83,8 +89,7 @@ def export_embedding_head(model, labels: list[str], base, name: str, input_kind:
     def write(staging: Path, out: Path) -> dict:
         (staging / "labels.txt").write_text("\n".join(labels) + "\n")
         module = EmbeddingServing(model, labels, input_kind, dim, staging)
-        tf.saved_model.save(module, str(out), signatures={
-            SIGNATURE_DEFAULT: module.serve.get_concrete_function()})
+        save_signatures(module, out, {SIGNATURE_DEFAULT: module.serve.get_concrete_function()})
         model.save(out / "model.keras")
         return {"labels": labels, "input": input_kind, "input_dim": dim,
                 "embedding": embedding, "signatures": [SIGNATURE_DEFAULT]}

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.tfenv import quiet_tensorflow
-from zoo.export import SIGNATURE_LENGTH, SIGNATURE_STATS, read_export, resolve_version
+from zoo.layout import SIGNATURE_LENGTH, SIGNATURE_STATS, read_export, resolve_version
 
 
 class SavedModelRunner:
