@@ -229,6 +229,10 @@ def _write(rows, skipped, labels, label_index, tmp, shard_mb, workers, min_durat
     from pipelines.tfenv import quiet_tensorflow
 
     jobs = [(p, min_duration) for p in rows["path"]]
+    ids = [f"{c}/{os.path.splitext(os.path.basename(p))[0]}"
+           for c, p in zip(rows["corpus"], rows["path"])]
+    fields = ("emotion", "speaker", "corpus", "gender", "path", "split")
+    records = rows[list(fields)].to_dict("records")  # row access by index is slow in pandas
     writers = {s: ShardWriter(tmp, s, int(shard_mb * 1e6)) for s in SPLITS}
     kept_idx, durations, parts, reasons = [], [], [], []
     quiet_tensorflow()
@@ -237,13 +241,12 @@ def _write(rows, skipped, labels, label_index, tmp, shard_mb, workers, min_durat
     for i, (decoded, reason) in enumerate(results):
         if fail_after is not None and i == fail_after:
             raise RuntimeError("simulated failure during the build")
-        row = rows.iloc[i]
+        row = records[i]
         if decoded is None:
             reasons.append((row["path"], row["corpus"], reason))
             continue
         pcm, length, duration = decoded
-        meta = {"id": _clip_id(row), "duration": duration, **{
-            k: row[k] for k in ("emotion", "speaker", "corpus", "gender", "path", "split")}}
+        meta = {"id": ids[i], "duration": duration, **row}
         record = encode_example(pcm, length, label_index[row["emotion"]], meta)
         parts.append(writers[row["split"]].write(record))
         kept_idx.append(i)
@@ -251,7 +254,7 @@ def _write(rows, skipped, labels, label_index, tmp, shard_mb, workers, min_durat
     shards = [s for w in writers.values() for s in w.finish()]
     part_to_file = {s.pop("part"): s["file"] for s in shards}
     kept = rows.iloc[kept_idx].copy()
-    kept.insert(0, "id", [_clip_id(r) for _, r in kept.iterrows()])
+    kept.insert(0, "id", [ids[i] for i in kept_idx])
     kept["label"] = [label_index[e] for e in kept["emotion"]]
     kept["duration_s"] = np.round(durations, 4)
     kept["shard"] = [part_to_file[p] for p in parts]
@@ -261,10 +264,6 @@ def _write(rows, skipped, labels, label_index, tmp, shard_mb, workers, min_durat
     if missing:
         raise BuildError(f"no decodable files for emotion(s) {', '.join(missing)}")
     return kept, skipped, shards
-
-
-def _clip_id(row) -> str:
-    return f"{row['corpus']}/{Path(row['path']).stem}"
 
 
 def _schema(kept, skipped, shards, labels, spec, notes, options, digest, seconds) -> dict:

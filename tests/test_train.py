@@ -126,7 +126,7 @@ def test_export_folder(tiny_run):
     card = (version / "model_card.md").read_text()
     assert card.startswith("# mfcc_cnn") and "speaker-independent" in card
     info = json.loads((version / "zoo.json").read_text())
-    assert info["signatures"] == ["serving_default", "serving_with_length"]
+    assert info["signatures"] == ["serving_default", "serving_with_length", "serving_with_stats"]
     assert info["metrics"]["test"]["n"] == 14
 
 

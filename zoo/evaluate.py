@@ -214,12 +214,14 @@ def main(argv=None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    from pipelines.corpora import CorpusError
+    from pipelines.corpora import CorpusError, parse_corpus_arg
     from pipelines.io import write_csv_atomic, write_json_atomic
     from pipelines.tfrecord import SchemaError
     from zoo.metrics import format_table
 
     try:
+        for arg in args.corpus or []:  # usage errors before the (slow) model loading
+            parse_corpus_arg(arg)
         info = export_input(args.model)
         kind = info.get("input", "waveform")
         if args.speaker_norm and "feature_spec" not in info:
