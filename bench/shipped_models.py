@@ -1,0 +1,83 @@
+"""Speaker-independent results of the shipped models, the figures the README quotes.
+
+    python bench/shipped_models.py [--data tfrecords/full] [--split test] [--models savedmodels]
+
+For every savedmodels/<model>/<highest version> that takes waveforms, evaluates the TFRecord
+split through the SavedModel's signatures (as zoo.evaluate does), with features normalised per
+utterance (one clip at a time, the serving default) and per speaker (statistics over each test
+speaker's clips, no labels used). Prints a markdown table and writes
+bench/results/shipped_models.json. The split's speakers never appear in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines.tfenv import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
+
+from pipelines.io import write_json_atomic  # noqa: E402
+from zoo.evaluate import clips_from_tfrecords, evaluate  # noqa: E402
+from zoo.layout import read_export, resolve_version  # noqa: E402
+
+
+def summary(metrics: dict) -> dict:
+    out = {k: metrics[k] for k in ("n", "ua", "wa", "macro_f1")}
+    out["per_corpus"] = {c: {k: m[k] for k in ("n", "ua", "wa", "macro_f1")}
+                         for c, m in metrics["per_corpus"].items()}
+    if "without_calm" in metrics:
+        out["without_calm"] = {k: metrics["without_calm"][k] for k in ("n", "ua", "wa",
+                                                                         "macro_f1")}
+    out["per_class_recall"] = {c: round(m["recall"], 4) for c, m in metrics["per_class"].items()}
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="tfrecords/full")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--models", default="savedmodels")
+    parser.add_argument("--out", default="bench/results/shipped_models.json")
+    args = parser.parse_args(argv)
+
+    rows, waves = clips_from_tfrecords(args.data, args.split)
+    results = {"data": args.data, "split": args.split, "clips": len(rows),
+               "speakers": sorted(rows["speaker"].unique()), "models": {}}
+    for folder in sorted(p for p in Path(args.models).iterdir() if p.is_dir()):
+        version = resolve_version(folder)
+        info = read_export(version)
+        if info.get("input", "waveform") != "waveform" or "feature_spec" not in info:
+            continue
+        entry = {"export": str(version),
+                 "speaker_norm_training_share": info.get("speaker_norm_training_share", 0.0),
+                 "validation": info.get("metrics", {}).get("validation")}
+        for mode, flag in (("per_utterance", False), ("per_speaker", True)):
+            metrics, _ = evaluate(version, rows, waves, speaker_norm=flag)
+            entry[mode] = summary(metrics)
+        results["models"][folder.name] = entry
+    write_json_atomic(args.out, results)
+
+    print(f"{args.data} split {args.split}: {len(rows)} clips, speakers "
+          f"{', '.join(results['speakers'])}\n")
+    print("| model | normalisation | UA | WA | macro-F1 | RAVDESS UA | UA without RAVDESS calm |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, entry in results["models"].items():
+        for mode in ("per_utterance", "per_speaker"):
+            m = entry[mode]
+            rav = m["per_corpus"].get("ravdess", {})
+            calm = m.get("without_calm", {})
+            print(f"| {name} | {mode.replace('_', ' ')} | {100 * m['ua']:.1f} | "
+                  f"{100 * m['wa']:.1f} | {100 * m['macro_f1']:.1f} | "
+                  f"{100 * rav.get('ua', float('nan')):.1f} | "
+                  f"{100 * calm.get('ua', float('nan')):.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
