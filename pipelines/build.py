@@ -11,6 +11,7 @@ only when complete; re-running on an up-to-date folder does nothing unless --for
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import json
@@ -238,19 +239,23 @@ def _write(rows, skipped, labels, label_index, tmp, shard_mb, workers, min_durat
     quiet_tensorflow()
     results = imap_ordered(_decode_job, jobs, workers, desc="decode+write", unit="clip",
                            progress=progress)
-    for i, (decoded, reason) in enumerate(results):
-        if fail_after is not None and i == fail_after:
-            raise RuntimeError("simulated failure during the build")
-        row = records[i]
-        if decoded is None:
-            reasons.append((row["path"], row["corpus"], reason))
-            continue
-        pcm, length, duration = decoded
-        meta = {"id": ids[i], "duration": duration, **row}
-        record = encode_example(pcm, length, label_index[row["emotion"]], meta)
-        parts.append(writers[row["split"]].write(record))
-        kept_idx.append(i)
-        durations.append(duration)
+    # closing(): on any error the worker pool is shut down here, in this thread, not whenever
+    # the garbage collector gets to the suspended generator (a Pool terminated from a GC pass
+    # can deadlock).
+    with contextlib.closing(results):
+        for i, (decoded, reason) in enumerate(results):
+            if fail_after is not None and i == fail_after:
+                raise RuntimeError("simulated failure during the build")
+            row = records[i]
+            if decoded is None:
+                reasons.append((row["path"], row["corpus"], reason))
+                continue
+            pcm, length, duration = decoded
+            meta = {"id": ids[i], "duration": duration, **row}
+            record = encode_example(pcm, length, label_index[row["emotion"]], meta)
+            parts.append(writers[row["split"]].write(record))
+            kept_idx.append(i)
+            durations.append(duration)
     shards = [s for w in writers.values() for s in w.finish()]
     part_to_file = {s.pop("part"): s["file"] for s in shards}
     kept = rows.iloc[kept_idx].copy()

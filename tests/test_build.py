@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -175,6 +176,8 @@ def test_failure_mid_write_leaves_no_set_in_a_fresh_output(small_corpus, tmp_pat
     out = tmp_path / "sets" / "fresh"
     with pytest.raises(RuntimeError, match="simulated failure"):
         build(corpus_args(small_corpus), out, shard_mb=0.5, _fail_after=10, **FAST)
+    # the decoding pool is shut down at once, not left for the garbage collector
+    assert multiprocessing.active_children() == []
     assert not out.exists()
     assert leftovers(out) == []
     with pytest.raises(SchemaError):

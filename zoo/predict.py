@@ -14,6 +14,8 @@ predicted. Exit code: 0 all files predicted, 1 some failed, 2 bad usage.
 
 from __future__ import annotations
 
+import contextlib
+
 import argparse
 import dataclasses
 import sys
@@ -119,19 +121,21 @@ def predict_files(runner, files, window: float = DEFAULT_WINDOW, hop: float | No
         pending.clear()
 
     windows = 0
-    for path, decoded in zip(files, imap_ordered(decode_or_reason, [str(f) for f in files],
-                                                 workers, desc="decoding", progress=progress)):
-        result = FileResult(str(path))
-        results.append(result)
-        if isinstance(decoded, str):
-            result.error = decoded
-            continue
-        result.duration = len(decoded) / SAMPLE_RATE
-        pending.append((result, decoded))
-        windows += max(1, int(np.ceil(len(decoded) / (hop * SAMPLE_RATE))))
-        if windows >= FLUSH_WINDOWS:
-            flush()
-            windows = 0
+    decoding = imap_ordered(decode_or_reason, [str(f) for f in files], workers, desc="decoding",
+                            progress=progress)
+    with contextlib.closing(decoding):  # an error stops the worker pool now, not at GC time
+        for path, decoded in zip(files, decoding):
+            result = FileResult(str(path))
+            results.append(result)
+            if isinstance(decoded, str):
+                result.error = decoded
+                continue
+            result.duration = len(decoded) / SAMPLE_RATE
+            pending.append((result, decoded))
+            windows += max(1, int(np.ceil(len(decoded) / (hop * SAMPLE_RATE))))
+            if windows >= FLUSH_WINDOWS:
+                flush()
+                windows = 0
     if pending:
         flush()
     return results
