@@ -5,7 +5,8 @@
 For every savedmodels/<model>/<highest version> that takes waveforms, evaluates the TFRecord
 split through the SavedModel's signatures (as zoo.evaluate does), with features normalised per
 utterance (one clip at a time, the serving default) and per speaker (statistics over each test
-speaker's clips, no labels used). Prints a markdown table and writes
+speaker's clips, no labels used), or not at all for models whose FeatureSpec says
+normalization 'none'. Prints a markdown table and writes
 bench/results/shipped_models.json. The split's speakers never appear in training.
 """
 
@@ -57,7 +58,9 @@ def main(argv=None) -> int:
         entry = {"export": str(version),
                  "speaker_norm_training_share": info.get("speaker_norm_training_share", 0.0),
                  "validation": info.get("metrics", {}).get("validation")}
-        for mode, flag in (("per_utterance", False), ("per_speaker", True)):
+        modes = ((("none", False),) if info["feature_spec"].get("normalization") == "none"
+                 else (("per_utterance", False), ("per_speaker", True)))
+        for mode, flag in modes:
             metrics, _ = evaluate(version, rows, waves, speaker_norm=flag)
             entry[mode] = summary(metrics)
         results["models"][folder.name] = entry
@@ -68,7 +71,7 @@ def main(argv=None) -> int:
     print("| model | normalisation | UA | WA | macro-F1 | RAVDESS UA | UA without RAVDESS calm |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for name, entry in results["models"].items():
-        for mode in ("per_utterance", "per_speaker"):
+        for mode in [k for k in ("none", "per_utterance", "per_speaker") if k in entry]:
             m = entry[mode]
             rav = m["per_corpus"].get("ravdess", {})
             calm = m.get("without_calm", {})

@@ -118,3 +118,20 @@ def test_corpus_without_name(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
     assert "NAME=DIR" in err
+
+
+def test_speaker_norm_is_refused_for_unnormalised_features(demo_set, tmp_path, capsys):
+    """A model whose FeatureSpec says normalization 'none' has no statistics to swap in."""
+    import json
+
+    from pipelines.spec import mfcc_spec
+
+    export = tmp_path / "mfcc_cnn" / "1"
+    export.mkdir(parents=True)
+    (export / "saved_model.pb").write_bytes(b"")  # never loaded: the check comes first
+    (export / "zoo.json").write_text(json.dumps(
+        {"labels": ["angry", "happy"],
+         "feature_spec": mfcc_spec().replace(normalization="none").to_dict()}))
+    assert main(["--model", str(export), "--data", str(demo_set), "--speaker-norm"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "normalization 'none'" in err

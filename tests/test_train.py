@@ -343,3 +343,9 @@ def test_class_missing_from_training_split(tmp_path, capsys):
     assert main(train_argv(data, tmp_path / "run", tmp_path / "savedmodels")) == 2
     err = one_line_error(capsys)
     assert "no training examples of disgust" in err
+
+
+def test_speaker_norm_needs_normalised_features(demo_set, tmp_path, capsys):
+    assert main(train_argv(demo_set, tmp_path / "run", tmp_path / "savedmodels",
+                           "--speaker-norm", "0.5", "--spec", 'normalization="none"')) == 2
+    assert "normalization 'none'" in one_line_error(capsys)

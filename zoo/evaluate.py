@@ -100,6 +100,10 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
 
     runner = SavedModelRunner(model_path)
     labels = runner.labels
+    normalization = runner.spec.normalization
+    if speaker_norm and normalization == "none":
+        raise EvaluateError(f"{model_path}: per-speaker normalisation does not apply, the model's "
+                            "FeatureSpec has normalization 'none'")
     stats = speaker_statistics(runner, rows, waves) if speaker_norm else None
     known = rows["emotion"].isin(labels)
     if not known.any():
@@ -122,7 +126,8 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
     trained_share = runner.info.get("speaker_norm_training_share", 0.0)
     metrics.update(model=str(runner.path), excluded_labels=unknown,
                    speakers=int(pred["speaker"].nunique()),
-                   normalization="per speaker" if speaker_norm else "per utterance",
+                   normalization="per speaker" if speaker_norm else
+                   "per utterance" if normalization != "none" else "none",
                    speaker_norm_training_share=trained_share)
     return metrics, pred
 
@@ -226,6 +231,9 @@ def main(argv=None) -> int:
         kind = info.get("input", "waveform")
         if args.speaker_norm and "feature_spec" not in info:
             raise EvaluateError("--speaker-norm applies to feature models only")
+        if args.speaker_norm and info["feature_spec"].get("normalization") == "none":
+            raise EvaluateError("--speaker-norm does not apply: the model's FeatureSpec has "
+                                "normalization 'none'")
         if kind != "waveform":
             if not args.data:
                 raise EvaluateError("this model takes SSL embeddings: evaluate it on an "
