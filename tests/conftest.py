@@ -107,6 +107,8 @@ def tiny_run(demo_set, tmp_path_factory) -> dict:
                                 overrides=dict(TINY), run_dir=str(base / "run"),
                                 export=str(base / "savedmodels")))
     return {"run": base / "run", "export": Path(metrics["export"]), "metrics": metrics}
+
+
 # ---------------------------------------------------------------- small corpora and TFRecord sets
 #
 # Tests of the TFRecord build and the input pipeline run on small copies of the real corpora made
