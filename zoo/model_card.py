@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 
 
 def _fmt(value) -> str:
@@ -41,9 +42,26 @@ def ssl_model_card(config, tfset, metrics: dict, input_lines: list[str]) -> str:
 
 
 def _trained_line(config, tfset, metrics: dict) -> str:
+    def value(v) -> str:  # as typed on the command line (strings need no JSON quotes)
+        return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+
+    flags = [f"--set {k}={value(v)}" for k, v in (getattr(config, "overrides", None) or {}).items()]
+    flags += [f"--spec {k}={value(v)}"
+              for k, v in (getattr(config, "spec_overrides", None) or {}).items()]
     return (f"Trained {datetime.date.today().isoformat()} with `python -m zoo.train --model "
-            f"{config.model} --data {tfset.folder}` ({metrics.get('epochs_run')} epochs, best "
-            f"epoch {metrics.get('best_epoch')}, {metrics.get('train_seconds', 0) / 60:.1f} min).")
+            f"{' '.join([config.model, '--data', str(tfset.folder), *flags])}` "
+            f"({metrics.get('epochs_run')} epochs, best epoch {metrics.get('best_epoch')}, "
+            f"{metrics.get('train_seconds', 0) / 60:.1f} min on {_machine()}).")
+
+
+def _machine() -> str:
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    return f"{cores} CPU cores"
 
 
 def data_and_results(tfset, metrics: dict) -> list[str]:
