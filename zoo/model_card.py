@@ -21,6 +21,9 @@ def model_card(config, spec, tfset, metrics: dict) -> str:
         "`serving_default`: `waveform` float32 [batch, samples], mono, 16 kHz, full scale 1.0.",
         "`serving_with_length`: the same plus `length` int32 [batch] for zero-padded rows.",
         "Both return `probabilities` float32 [batch, classes] and `label` string [batch].",
+        "`serving_with_stats` also takes per-speaker feature statistics "
+        + ("(kept for a uniform interface: with normalisation 'none' they are not used)."
+           if spec.normalization == "none" else "(`zoo.evaluate --speaker-norm`)."),
         f"Labels (index order): {', '.join(tfset.schema['labels'])}.",
         "",
         f"Features computed inside the graph: {spec.kind}, {spec.channels} channels, "
@@ -82,6 +85,11 @@ def data_and_results(tfset, metrics: dict) -> list[str]:
     for name, s in schema["splits"].items():
         corpora = ", ".join(f"{c} {n}" for c, n in sorted(s["corpora"].items()))
         lines.append(f"| {name} | {s['examples']} | {len(s['speakers'])} | {corpora} |")
+    if split["speaker_independent"]:
+        lines.append("")
+        lines += [f"{name.capitalize()} speakers (never seen in training): "
+                  f"{', '.join(s['speakers'])}." for name, s in schema["splits"].items()
+                  if name != "train" and s["speakers"]]
     lines += ["", "## Results", "",
               "| split | n | UA | WA | macro-F1 |", "| --- | ---: | ---: | ---: | ---: |"]
     for key in ("validation", "test"):
