@@ -177,21 +177,38 @@ class Explainer:
             self._tool = cls(self.linear, clone=False)
         return self._tool
 
+    def pair(self, x, targets, batch_size: int = 16):
+        """(maps, signed maps) from one gradient pass per batch (the sanity checks need
+        both)."""
+        x = np.asarray(x, np.float32)
+        targets = np.asarray(targets, np.int64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            parts = [self._batch(x[i:i + batch_size], targets[i:i + batch_size], None)
+                     for i in range(0, len(x), batch_size)]
+        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+
     def _batch(self, x, targets, signed):
+        """signed None: both (rectified, signed); else the one asked for."""
         mask = valid_mask(x)
         if self.method == "magnitude":
-            maps = x.copy() if signed else np.abs(x)
+            raw = x.copy()
         elif self.method == "saliency":
             from tf_keras_vis.utils.scores import CategoricalScore
 
-            modifier = (lambda g: g) if signed else (lambda g: abs(g))
-            maps = np.asarray(self._vis()(CategoricalScore(list(map(int, targets))), x,
-                                          keepdims=True, normalize_map=False,
-                                          gradient_modifier=modifier))
-            maps = maps.reshape(x.shape)
+            raw = np.asarray(self._vis()(CategoricalScore(list(map(int, targets))), x,
+                                         keepdims=True, normalize_map=False,
+                                         gradient_modifier=lambda g: g)).reshape(x.shape)
         else:
-            maps = self.to_input(self.raw_cam(x, targets, signed), x.shape)
-        return normalise(maps * mask, mask, signed)
+            raw = self.raw_cam(x, targets, signed=True)
+        if self.method in CAM_METHODS:  # rectify at the layer, as Grad-CAM does
+            positive = self.to_input(np.maximum(raw, 0.0), x.shape)
+            raw = self.to_input(raw, x.shape)
+        else:
+            positive = np.abs(raw)
+        if signed is None:
+            return normalise(positive * mask, mask), normalise(raw * mask, mask, True)
+        return normalise((raw if signed else positive) * mask, mask, signed)
 
     def to_input(self, cam: np.ndarray, shape) -> np.ndarray:
         """A CAM [B, positions...] at the layer's resolution -> the input's shape."""

@@ -173,9 +173,9 @@ def batches(clips: Clips, batch_size: int = 16):
 
 
 def attribute(explainer, clips: Clips, targets=None, batch_size: int = 16,
-              progress: bool = True, signed: bool = False):
+              progress: bool = True, signed=False):
     """(maps per clip, cropped to the clip, probabilities [n, classes]) for `targets`
-    (default: each clip's predicted class)."""
+    (default: each clip's predicted class). signed='both': (map, signed map) per clip."""
     from tqdm import tqdm
 
     maps: list = [None] * len(clips)
@@ -185,8 +185,13 @@ def attribute(explainer, clips: Clips, targets=None, batch_size: int = 16,
         for idx, x in batches(clips, batch_size):
             probs[idx] = explainer.probabilities(x)
             t = probs[idx].argmax(axis=1) if targets is None else np.asarray(targets)[idx]
-            m = explainer(x, t, signed=signed, batch_size=batch_size)
-            for row, i in enumerate(idx):
-                maps[i] = m[row, :len(clips.x[i])]
+            if signed == "both":
+                m, ms = explainer.pair(x, t, batch_size=batch_size)
+                for row, i in enumerate(idx):
+                    maps[i] = (m[row, :len(clips.x[i])], ms[row, :len(clips.x[i])])
+            else:
+                m = explainer(x, t, signed=signed, batch_size=batch_size)
+                for row, i in enumerate(idx):
+                    maps[i] = m[row, :len(clips.x[i])]
             bar.update(len(idx))
     return maps, probs

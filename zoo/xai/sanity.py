@@ -90,12 +90,12 @@ def randomise_layer(model, name: str, rng: np.random.Generator) -> None:
 def _maps(explainer, clips, targets, progress):
     from zoo.xai.data import attribute
 
-    pos, _ = attribute(explainer, clips, targets, progress=progress)
-    signed, _ = attribute(explainer, clips, targets, progress=False, signed=True)
-    return pos, signed
+    both, _ = attribute(explainer, clips, targets, progress=progress, signed="both")
+    return [b[0] for b in both], [b[1] for b in both]
 
 
-def parameter_randomisation(explainer, clips, targets, seed: int = 0, progress=False) -> dict:
+def parameter_randomisation(explainer, clips, targets, seed: int = 0, progress=False,
+                            independent_layers: bool = True) -> dict:
     """Cascading and independent randomisation of the explainer's (private) model copy; the
     trained weights are restored afterwards."""
     reference = _maps(explainer, clips, targets, progress)
@@ -117,7 +117,7 @@ def parameter_randomisation(explainer, clips, targets, seed: int = 0, progress=F
                 cascade.append({"layer": name, **compare_maps(reference[0], maps[0],
                                                               reference[1], maps[1])})
             model.set_weights(trained)
-            for name in layers:
+            for name in layers if independent_layers else []:
                 randomise_layer(model, name, rng)
                 maps = _maps(explainer, clips, targets, False)
                 independent.append({"layer": name, **compare_maps(reference[0], maps[0],
