@@ -130,7 +130,7 @@ def _check_args(args) -> None:
     from pipelines.corpora import parse_corpus_arg
 
     for arg in args.corpus or []:
-        name, folder = parse_corpus_arg(arg)
+        _, folder = parse_corpus_arg(arg)
         if not Path(folder).is_dir():
             raise UsageError(f"--corpus {arg}: {folder} is not a folder")
     if getattr(args, "data", None) and not Path(args.data).is_dir():

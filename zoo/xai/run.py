@@ -63,7 +63,6 @@ def explain_model(loaded, clips, method: str, layer: str | None, out, per_class:
                 summary["figures"].append(name)
             means[emotion] = np.mean([plots.time_normalised(maps[i]) for i in sel], axis=0)
             counts[emotion] = len(sel)
-            label, ticks, _ = plots.channel_axis(loaded.spec, means[emotion].shape[1])
             rows += [{"emotion": emotion, "channel": c, "mean_attribution": float(v)}
                      for c, v in enumerate(means[emotion].mean(axis=0))]
         images[f"{method}/emotion_grid"] = plots.save(plots.emotion_grid(
