@@ -1,0 +1,39 @@
+"""The models shipped in savedmodels/: each is a complete export under 20 MB whose card names
+the held-out speakers and gives its results, and which serves real clips. (Their accuracy is
+measured by bench/shipped_models.py, which is too slow for the default suite.)"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ("mfcc_cnn", "logmel_cnn", "mfcc_crnn_attn")
+present = [m for m in SHIPPED if (ROOT / "savedmodels" / m / "1" / "saved_model.pb").is_file()]
+
+
+@pytest.mark.parametrize("name", present)
+def test_shipped_model_is_complete_and_documented(name):
+    version = ROOT / "savedmodels" / name / "1"
+    info = json.loads((version / "zoo.json").read_text())
+    card = (version / "model_card.md").read_text()
+    assert info["name"] == name and info["version"] == 1
+    assert (version / "assets" / "labels.txt").read_text().split() == info["labels"]
+    assert "speaker-independent" in card and "Test speakers (never seen in training)" in card
+    assert "UA" in card and "without RAVDESS calm" in card
+    size = sum(p.stat().st_size for p in version.rglob("*") if p.is_file())
+    assert size < 20e6, f"{name}: {size / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("name", present)
+def test_shipped_model_serves_a_real_clip(name):
+    from pipelines.audio import load
+    from zoo.inference import SavedModelRunner
+    from conftest import DEMO
+
+    runner = SavedModelRunner(ROOT / "savedmodels" / name / "1")
+    clip = load(sorted(DEMO.rglob("*.flac"))[0])
+    probs = runner.predict([clip, clip[:16000]])
+    assert probs.shape == (2, len(runner.labels))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
