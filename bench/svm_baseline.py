@@ -34,27 +34,17 @@ from pipelines.tfenv import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 
 from bench._common import write_results  # noqa: E402
-from pipelines.features import compute  # noqa: E402
+from pipelines.features import compute_many  # noqa: E402
+from pipelines.tfrecord import open_set  # noqa: E402
 from zoo.evaluate import clips_from_tfrecords  # noqa: E402
 from zoo.metrics import report  # noqa: E402
 from zoo.models import zoo_mfcc_spec  # noqa: E402
 
 
-def clip_statistics(waves: list[np.ndarray], spec, batch: int = 32) -> np.ndarray:
+def clip_statistics(waves: list[np.ndarray], spec) -> np.ndarray:
     """[clips, 2 * channels]: mean and std of each feature channel over the clip's frames."""
-    out = []
-    for start in range(0, len(waves), batch):
-        group = waves[start:start + batch]
-        length = np.array([len(w) for w in group], np.int32)
-        padded = np.zeros((len(group), length.max()), np.float32)
-        for i, w in enumerate(group):
-            padded[i, :len(w)] = w
-        feats, frames = compute(padded, length, spec)
-        feats, frames = feats.numpy(), frames.numpy()
-        for f, n in zip(feats, frames):
-            f = f[:max(int(n), 1)]
-            out.append(np.concatenate([f.mean(axis=0), f.std(axis=0)]))
-    return np.stack(out)
+    return np.stack([np.concatenate([f.mean(axis=0), f.std(axis=0)])
+                     for f in compute_many(waves, spec)])
 
 
 def per_speaker(x: np.ndarray, speakers: np.ndarray) -> np.ndarray:
@@ -79,9 +69,10 @@ def main(argv=None) -> int:
     from sklearn.svm import SVC
 
     splits = {s: clips_from_tfrecords(args.data, s) for s in ("train", "validation", "test")}
-    labels = None
-    base = zoo_mfcc_spec()
-    spec = base.replace(normalization="none")
+    labels = open_set(args.data).labels
+    y = {s: np.array([labels.index(e) for e in rows["emotion"]]) for s, (rows, _) in
+         splits.items()}
+    spec = zoo_mfcc_spec().replace(normalization="none")
     results, started = {}, time.perf_counter()
     raw = {split: clip_statistics(waves, spec) for split, (_, waves) in splits.items()}
     for mode in ("none", "per speaker"):
@@ -91,10 +82,6 @@ def main(argv=None) -> int:
             if mode == "per speaker":
                 x = per_speaker(x, rows["speaker"].to_numpy())
             data[split] = (x, rows)
-        from pipelines.tfrecord import open_set
-
-        labels = labels or open_set(args.data).labels
-        y = {s: np.array([labels.index(e) for e in r["emotion"]]) for s, (_, r) in data.items()}
         svm = make_pipeline(StandardScaler(), SVC(C=args.C, kernel="rbf", gamma="scale",
                                                   class_weight="balanced"))
         svm.fit(data["train"][0], y["train"])

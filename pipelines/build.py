@@ -239,9 +239,8 @@ def _write(rows, skipped, labels, label_index, tmp, shard_mb, workers, min_durat
     quiet_tensorflow()
     results = imap_ordered(_decode_job, jobs, workers, desc="decode+write", unit="clip",
                            progress=progress)
-    # closing(): on any error the worker pool is shut down here, in this thread, not whenever
-    # the garbage collector gets to the suspended generator (a Pool terminated from a GC pass
-    # can deadlock).
+    # closing(): on any error the worker processes are shut down here, before the error
+    # propagates, not whenever the garbage collector gets to the suspended generator.
     with contextlib.closing(results):
         for i, (decoded, reason) in enumerate(results):
             if fail_after is not None and i == fail_after:

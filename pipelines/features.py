@@ -227,6 +227,25 @@ def compute(waveform, length, spec: FeatureSpec, preprocessed: bool = False, sta
     return feats * mask, num_frames
 
 
+def compute_many(waves, spec: FeatureSpec, batch_size: int = 32) -> list[np.ndarray]:
+    """Features of many 1-D clips as numpy [frames, C] each (valid frames only), in input
+    order. Clips go through `compute` in batches of similar length (little padding); a clip's
+    features do not depend on its batch."""
+    out: list = [None] * len(waves)
+    order = np.argsort([len(w) for w in waves], kind="stable")
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        length = np.array([len(waves[i]) for i in idx], np.int32)
+        batch = np.zeros((len(idx), length.max()), np.float32)
+        for row, i in enumerate(idx):
+            batch[row, :length[row]] = waves[i]
+        feats, frames = compute(batch, length, spec)
+        feats, frames = feats.numpy(), frames.numpy()
+        for row, i in enumerate(idx):
+            out[i] = feats[row, :frames[row]]
+    return out
+
+
 def compute_one(waveform: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """Features of one clip as numpy [T, C] (for notebooks, plots and tests)."""
     wave = tf.constant(np.asarray(waveform, np.float32)[None, :])

@@ -86,17 +86,8 @@ def from_waveforms(waves, speakers, spec: FeatureSpec, batch_size: int = 32) -> 
 
     raw = raw_spec(spec)
     acc = _Accumulator()
-    order = np.argsort([len(w) for w in waves], kind="stable")
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        length = np.array([len(waves[i]) for i in idx], np.int32)
-        batch = np.zeros((len(idx), length.max()), np.float32)
-        for row, i in enumerate(idx):
-            batch[row, :length[row]] = waves[i]
-        feats, frames = F.compute(batch, length, raw)
-        feats, frames = feats.numpy(), frames.numpy()
-        for row, i in enumerate(idx):
-            acc.add(speakers[i], feats[row, :frames[row]])
+    for speaker, feats in zip(speakers, F.compute_many(waves, raw, batch_size)):
+        acc.add(speaker, feats)
     return acc.result(raw)
 
 

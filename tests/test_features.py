@@ -187,6 +187,10 @@ def test_features_do_not_depend_on_the_batch(batch_clips, name):
             assert not feats[row, frames[row]:].any(), "padded frames must be exact zeros"
     if spec.trim_db is not None:  # the trimming really happened on the gated RAVDESS clip
         assert len(alone[1]) < spec.frames(len(batch_clips[1])) - 50
+    # compute_many batches by length and hands each clip back in input order
+    for i, feats in enumerate(F.compute_many(batch_clips, spec, batch_size=2)):
+        np.testing.assert_allclose(feats, alone[i], rtol=1e-5, atol=1e-4,
+                                   err_msg=f"{name}: compute_many, clip {i}")
 
 
 @pytest.mark.parametrize("name", BATCH_SPECS)

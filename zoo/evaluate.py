@@ -88,6 +88,14 @@ def speaker_statistics(runner, rows: pd.DataFrame, waves: list[np.ndarray]):
     return stats.arrays(speakers)
 
 
+def check_speaker_norm(normalization: str, model) -> None:
+    """Per-speaker statistics replace per-utterance ones; a model that normalises nothing has
+    none to replace."""
+    if normalization == "none":
+        raise EvaluateError(f"{model}: --speaker-norm does not apply, the model's FeatureSpec "
+                            "has normalization 'none'")
+
+
 def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size: int = 16,
              speaker_norm: bool = False):
     """(metrics dict, predictions DataFrame) for clips with an `emotion` column.
@@ -101,9 +109,8 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
     runner = SavedModelRunner(model_path)
     labels = runner.labels
     normalization = runner.spec.normalization
-    if speaker_norm and normalization == "none":
-        raise EvaluateError(f"{model_path}: per-speaker normalisation does not apply, the model's "
-                            "FeatureSpec has normalization 'none'")
+    if speaker_norm:
+        check_speaker_norm(normalization, model_path)
     stats = speaker_statistics(runner, rows, waves) if speaker_norm else None
     known = rows["emotion"].isin(labels)
     if not known.any():
@@ -231,9 +238,8 @@ def main(argv=None) -> int:
         kind = info.get("input", "waveform")
         if args.speaker_norm and "feature_spec" not in info:
             raise EvaluateError("--speaker-norm applies to feature models only")
-        if args.speaker_norm and info["feature_spec"].get("normalization") == "none":
-            raise EvaluateError("--speaker-norm does not apply: the model's FeatureSpec has "
-                                "normalization 'none'")
+        if args.speaker_norm:  # before the (slow) decoding; evaluate() checks it again
+            check_speaker_norm(info["feature_spec"].get("normalization"), args.model)
         if kind != "waveform":
             if not args.data:
                 raise EvaluateError("this model takes SSL embeddings: evaluate it on an "

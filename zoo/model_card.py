@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import json
 
+from pipelines.parallel import default_workers
+
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
@@ -54,17 +56,7 @@ def _trained_line(config, tfset, metrics: dict) -> str:
     return (f"Trained {datetime.date.today().isoformat()} with `python -m zoo.train --model "
             f"{' '.join([config.model, '--data', str(tfset.folder), *flags])}` "
             f"({metrics.get('epochs_run')} epochs, best epoch {metrics.get('best_epoch')}, "
-            f"{metrics.get('train_seconds', 0) / 60:.1f} min on {_machine()}).")
-
-
-def _machine() -> str:
-    import os
-
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    return f"{cores} CPU cores"
+            f"{metrics.get('train_seconds', 0) / 60:.1f} min on {default_workers()} CPU cores).")
 
 
 def data_and_results(tfset, metrics: dict) -> list[str]:

@@ -14,9 +14,8 @@ predicted. Exit code: 0 all files predicted, 1 some failed, 2 bad usage.
 
 from __future__ import annotations
 
-import contextlib
-
 import argparse
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
@@ -123,7 +122,7 @@ def predict_files(runner, files, window: float = DEFAULT_WINDOW, hop: float | No
     windows = 0
     decoding = imap_ordered(decode_or_reason, [str(f) for f in files], workers, desc="decoding",
                             progress=progress)
-    with contextlib.closing(decoding):  # an error stops the worker pool now, not at GC time
+    with contextlib.closing(decoding):  # an error stops the workers now, not at GC time
         for path, decoded in zip(files, decoding):
             result = FileResult(str(path))
             results.append(result)

@@ -113,20 +113,20 @@ def _pick(index: np.ndarray, max_clips: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(index, max_clips, replace=False))
 
 
-def features(spec, waves, progress: bool = True) -> list[np.ndarray]:
-    """Each clip's features [frames, C] with the model's FeatureSpec (its own frames only)."""
-    import tensorflow as tf
+def features(spec, waves, progress: bool = True, batch_size: int = 32) -> list[np.ndarray]:
+    """Each clip's features [frames, C] with the model's FeatureSpec (its own frames only);
+    clips shorter than one FFT window are zero-padded to one."""
     from tqdm import tqdm
 
-    from pipelines import features as F
+    from pipelines.features import compute_many
 
+    waves = [np.pad(w, (0, max(0, spec.n_fft - len(w)))) for w in
+             (np.asarray(w, np.float32) for w in waves)]
     out = []
-    for wave in tqdm(waves, desc="features", disable=not progress, leave=False):
-        wave = np.asarray(wave, np.float32)
-        if len(wave) < spec.n_fft:
-            wave = np.pad(wave, (0, spec.n_fft - len(wave)))
-        feats, frames = F.compute(tf.constant(wave[None]), tf.constant([len(wave)]), spec)
-        out.append(feats[0, :int(frames[0])].numpy())
+    with tqdm(total=len(waves), desc="features", disable=not progress, leave=False) as bar:
+        for start in range(0, len(waves), 8 * batch_size):
+            out += compute_many(waves[start:start + 8 * batch_size], spec, batch_size)
+            bar.update(len(out) - bar.n)
     return out
 
 
