@@ -7,7 +7,7 @@ clips, same process.
 
 Models: the highest version of every model under --root (shipped); if none is there, an
 untrained export of each registered features model (the output says which). Clips: fixed
-synthetic speech-like clips (zoo.serving.synthetic_clip) of 1 s, 3 s and 10 s.
+synthetic speech-like clips (zoo.serving_check.synthetic_clip) of 1 s, 3 s and 10 s.
 
 - Latency, batch 1: p50 / p95 milliseconds of one request per clip length, from numpy in to
   probabilities out, for (a) the loaded SavedModel's serving_default signature (what TF Serving
@@ -182,7 +182,7 @@ def bench_model(name: str, folder: Path, args) -> dict:
     from pipelines import features as F
     from pipelines.spec import FeatureSpec
     from zoo.layout import SIGNATURE_DEFAULT, read_export
-    from zoo.serving import synthetic_clip
+    from zoo.serving_check import synthetic_clip
 
     info = read_export(folder)
     spec = FeatureSpec.from_dict(info["feature_spec"])

@@ -16,7 +16,7 @@ tf = quiet_tensorflow()
 
 from zoo import predict  # noqa: E402
 from zoo.layout import SIGNATURE_DEFAULT  # noqa: E402
-from zoo.serving import synthetic_clip  # noqa: E402
+from zoo.serving_check import synthetic_clip  # noqa: E402
 
 SR = 16000
 

@@ -17,7 +17,7 @@ from pipelines.tfenv import quiet_tensorflow
 
 tf = quiet_tensorflow()
 
-from zoo import serving  # noqa: E402
+from zoo import serving, serving_check  # noqa: E402
 from zoo.layout import SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def clips(lengths, seed=0):
     """Zero-padded batch [n, max(lengths)] of different speech-like clips, and the lengths."""
     wave = np.zeros((len(lengths), max(lengths)), np.float32)
     for i, n in enumerate(lengths):
-        clip = serving.synthetic_clip(seconds=max(n, 400) / 16000, seed=seed + i)[:n]
+        clip = serving_check.synthetic_clip(seconds=max(n, 400) / 16000, seed=seed + i)[:n]
         wave[i, :n] = clip * (1 + i) / 2  # different levels
     return wave, np.asarray(lengths, np.int32)
 
@@ -43,7 +43,7 @@ def probabilities(signature, **inputs):
 
 def test_saved_model_cli_shows_the_three_signatures(tiny_export):
     folder, labels = tiny_export
-    parsed = serving.parse_show_all(serving.show_all(folder))
+    parsed = serving_check.parse_show_all(serving_check.show_all(folder))
     assert "serve" in parsed
     sigs = parsed["serve"]
     assert sigs[SIGNATURE_DEFAULT]["inputs"]["waveform"]["dtype"] == "DT_FLOAT"
@@ -52,8 +52,8 @@ def test_saved_model_cli_shows_the_three_signatures(tiny_export):
     assert sigs[SIGNATURE_DEFAULT]["outputs"]["probabilities"]["shape"] == (-1, len(labels))
     assert sigs[SIGNATURE_DEFAULT]["outputs"]["label"]["dtype"] == "DT_STRING"
     assert sigs[SIGNATURE_STATS]["method"] == "tensorflow/serving/predict"
-    for name, expected in serving.expected_signatures(len(labels)).items():
-        assert serving.compare_signature(name, sigs.get(name), expected) == []
+    for name, expected in serving_check.expected_signatures(len(labels)).items():
+        assert serving_check.compare_signature(name, sigs.get(name), expected) == []
 
 
 def test_check_passes_on_a_fresh_export(tiny_export, capsys):
@@ -127,7 +127,7 @@ signature_def['x']:
   Method name is: tensorflow/serving/predict
 The MetaGraph with tag set ['serve'] contains the following ops: {'Const'}
 """
-    sig = serving.parse_show_all(text)["serve"]["x"]
+    sig = serving_check.parse_show_all(text)["serve"]["x"]
     assert sig["inputs"]["a"] == {"dtype": "DT_INT64", "shape": (), "tensor": "x_a:0"}
     assert sig["inputs"]["b"]["shape"] is None
     assert sig["outputs"]["y"]["shape"] == (-1, 7)
@@ -156,7 +156,7 @@ def test_too_short_clip_is_padded(loaded, n):
     np.testing.assert_allclose(again, short, atol=1e-6)
 
 
-GOOD = np.tile(serving.synthetic_clip(0.5)[None, :], (2, 1))
+GOOD = np.tile(serving_check.synthetic_clip(0.5)[None, :], (2, 1))
 LENGTH = np.array([8000, 6000], np.int32)
 NAN = GOOD.copy()
 NAN[1, 100] = np.nan
@@ -240,7 +240,7 @@ def test_models_config_without_models_is_a_usage_error(tmp_path, capsys):
 # ---------------------------------------------------------------- request bodies
 
 def test_request_body_round_trips(tiny_export, loaded, tmp_path, capsys):
-    wave = serving.synthetic_clip(0.7, seed=3)
+    wave = serving_check.synthetic_clip(0.7, seed=3)
     path = tmp_path / "clip.wav"
     sf.write(path, wave, 16000, subtype="FLOAT")
     assert serving.main(["request", str(path)]) == 0
@@ -278,6 +278,6 @@ def test_request_usage_errors(tmp_path, capsys):
     assert serving.main(["request", str(tmp_path / "missing.wav")]) == 2
     assert "file not found" in capsys.readouterr().err
     path = tmp_path / "clip.wav"
-    sf.write(path, serving.synthetic_clip(0.5), 16000)
+    sf.write(path, serving_check.synthetic_clip(0.5), 16000)
     assert serving.main(["request", str(path), "--signature", SIGNATURE_STATS]) == 2
     assert "--stats" in capsys.readouterr().err

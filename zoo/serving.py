@@ -11,18 +11,14 @@
 pipelines.audio: any format libsndfile reads, 16 kHz mono). `check` validates an export the way
 the server will use it: layout, assets, signatures (from `saved_model_cli show --all` and from
 the loaded SavedModel), a load with the TF1-style loader TF Serving runs, and a call on a test
-waveform compared with the Keras model's own output. See docs/serving.md.
+waveform compared with the Keras model's own output (zoo.serving_check). See docs/serving.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
-import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,11 +28,6 @@ from zoo.layout import (SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS, SI
                         read_export, resolve_version)
 
 CONFIG_NAME = "models.config"
-PREDICT_METHOD = "tensorflow/serving/predict"
-SERVE_TAG = "serve"
-REQUIRED_FILES = ("saved_model.pb", "variables/variables.index", "assets/labels.txt",
-                  "assets/feature_spec.json", "zoo.json", "model.keras")
-TOLERANCE = 1e-4  # probabilities: graph vs Keras model, float32 on different kernels
 
 
 class ServingError(RuntimeError):
@@ -113,353 +104,6 @@ def request_body(waveform: np.ndarray, signature: str = SIGNATURE_DEFAULT,
     raise ServingError(f"format must be 'inputs' or 'instances', not {fmt!r}")
 
 
-# ---------------------------------------------------------------- saved_model_cli
-
-def saved_model_cli() -> list[str]:
-    """The saved_model_cli that ships with this Python's TensorFlow."""
-    beside = Path(sys.executable).parent / "saved_model_cli"
-    if beside.is_file():
-        return [str(beside)]
-    found = shutil.which("saved_model_cli")
-    return [found] if found else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
-
-
-def _start_show(path) -> subprocess.Popen:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen([*saved_model_cli(), "show", "--dir", str(path), "--all"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def _finish_show(proc: subprocess.Popen) -> str:
-    out, err = proc.communicate()
-    if proc.returncode:
-        tail = " | ".join(line for line in err.strip().splitlines()[-3:])
-        raise RuntimeError(f"saved_model_cli show exited {proc.returncode}: {tail}")
-    return out
-
-
-def show_all(path) -> str:
-    """Output of `saved_model_cli show --dir path --all`."""
-    return _finish_show(_start_show(path))
-
-
-_TAGSET = re.compile(r"^MetaGraphDef with tag-set: '([^']*)' contains the following SignatureDefs")
-_SIGNATURE = re.compile(r"^signature_def\['([^']+)'\]:")
-_TENSOR = re.compile(r"^\s+(inputs|outputs)\['([^']+)'\] tensor_info:")
-_FIELD = re.compile(r"^\s+(dtype|shape|name): (.*)$")
-_METHOD = re.compile(r"^\s+Method name is: ?(.*)$")
-
-
-def _parse_shape(text: str):
-    """'(-1, -1)' -> (-1, -1); '(-1)' -> (-1,); 'unknown_rank' -> None; '()' -> ()."""
-    text = text.strip()
-    if text == "unknown_rank":
-        return None
-    inner = text.strip("()").strip()
-    return tuple(int(d) for d in inner.split(",") if d.strip()) if inner else ()
-
-
-def parse_show_all(text: str) -> dict:
-    """`saved_model_cli show --all` output -> {tag_set: {signature: {"inputs": {name: {dtype,
-    shape, tensor}}, "outputs": {...}, "method": str}}}. tag_set: the tags joined by ', '."""
-    tagsets: dict[str, dict] = {}
-    signatures = sig = tensor = None
-    for line in text.splitlines():
-        if m := _TAGSET.match(line):
-            signatures = tagsets.setdefault(m.group(1), {})
-            sig = tensor = None
-        elif signatures is not None and (m := _SIGNATURE.match(line)):
-            sig = signatures.setdefault(m.group(1), {"inputs": {}, "outputs": {}, "method": ""})
-            tensor = None
-        elif sig is not None and (m := _TENSOR.match(line)):
-            tensor = sig[m.group(1)].setdefault(m.group(2), {})
-        elif tensor is not None and (m := _FIELD.match(line)):
-            key, value = m.group(1), m.group(2).strip()
-            tensor["tensor" if key == "name" else key] = \
-                _parse_shape(value) if key == "shape" else value
-        elif sig is not None and (m := _METHOD.match(line)):
-            sig["method"] = m.group(1).strip()
-            tensor = None
-        elif line.startswith(("The MetaGraph with tag set", "Concrete Functions:")):
-            signatures = sig = tensor = None
-    return tagsets
-
-
-def expected_signatures(num_classes: int, names=None) -> dict:
-    """{signature: {"inputs": {name: (dtype, shape)}, "outputs": {...}}} of a zoo export, in
-    saved_model_cli's words (DT_FLOAT, -1 for any size)."""
-    waveform = ("DT_FLOAT", (-1, -1))
-    length = ("DT_INT32", (-1,))
-    outputs = {"probabilities": ("DT_FLOAT", (-1, num_classes)), "label": ("DT_STRING", (-1,))}
-    every = {
-        SIGNATURE_DEFAULT: {"inputs": {"waveform": waveform}, "outputs": outputs},
-        SIGNATURE_LENGTH: {"inputs": {"waveform": waveform, "length": length},
-                           "outputs": outputs},
-        SIGNATURE_STATS: {"inputs": {"waveform": waveform, "length": length,
-                                     "feature_mean": ("DT_FLOAT", (-1, -1)),
-                                     "feature_std": ("DT_FLOAT", (-1, -1))},
-                          "outputs": outputs},
-    }
-    names = names or list(every)
-    return {n: every[n] for n in names if n in every}
-
-
-def compare_signature(name: str, found: dict | None, expected: dict) -> list[str]:
-    """Problems of one parsed signature against the expected one ([] if none)."""
-    if found is None:
-        return [f"{name}: missing"]
-    problems = []
-    for side in ("inputs", "outputs"):
-        want, got = expected[side], found.get(side, {})
-        if set(got) != set(want):
-            problems.append(f"{name}: {side} {sorted(got)}, expected {sorted(want)}")
-            continue
-        for key, (dtype, shape) in want.items():
-            if got[key].get("dtype") != dtype or got[key].get("shape") != shape:
-                problems.append(f"{name}: {side[:-1]} {key} is {got[key].get('dtype')} "
-                                f"{_shape_text(got[key].get('shape'))}, expected {dtype} "
-                                f"{_shape_text(shape)}")
-    if found.get("method", PREDICT_METHOD) != PREDICT_METHOD:
-        problems.append(f"{name}: method {found.get('method')!r}, expected {PREDICT_METHOD}")
-    return problems
-
-
-def _shape_text(shape) -> str:
-    return "unknown_rank" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
-
-
-# ---------------------------------------------------------------- check
-
-@dataclasses.dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-
-    def line(self) -> str:
-        return f"{'PASS' if self.ok else 'FAIL'}  {self.name}: {self.detail}"
-
-
-def synthetic_clip(seconds: float = 1.6, sample_rate: int = 16000, seed: int = 0) -> np.ndarray:
-    """A fixed speech-like clip: silence, a gliding harmonic tone with syllable-rate amplitude
-    modulation and a little noise, silence (so trimming and normalisation have work to do)."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sample_rate)
-    t = np.arange(n) / sample_rate
-    f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 8))
-    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t)) * (t > 0.2) * (t < seconds - 0.2)
-    wave = 0.2 * voiced * envelope + 0.003 * rng.normal(size=n)
-    return wave.astype(np.float32)
-
-
-def _version_number(path: Path) -> Check:
-    ok = path.name.isdigit() and int(path.name) > 0
-    return Check("layout", ok, f"{path.parent.name}/{path.name}" + (
-        "" if ok else ": the version folder must be a positive integer (TF Serving skips others)"))
-
-
-def _files(path: Path) -> Check:
-    missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
-    return Check("files", not missing, "all present" if not missing
-                 else "missing " + ", ".join(missing))
-
-
-def _labels_asset(path: Path, info: dict) -> Check:
-    asset = path / "assets" / "labels.txt"
-    if not asset.is_file():
-        return Check("labels asset", False, "assets/labels.txt missing")
-    lines = asset.read_text().splitlines()
-    labels = list(info.get("labels", []))
-    if lines != labels:
-        return Check("labels asset", False, f"assets/labels.txt {lines} != zoo.json {labels}")
-    return Check("labels asset", True, f"{len(labels)} labels, as zoo.json")
-
-
-def _spec_asset(path: Path, info: dict):
-    from pipelines.spec import FeatureSpec, SpecError
-
-    asset = path / "assets" / "feature_spec.json"
-    if not asset.is_file():
-        return Check("feature spec", False, "assets/feature_spec.json missing"), None
-    try:
-        spec = FeatureSpec.load(asset)
-    except SpecError as err:
-        return Check("feature spec", False, str(err)), None
-    if "feature_spec" in info and FeatureSpec.from_dict(info["feature_spec"]) != spec:
-        return Check("feature spec", False, "assets/feature_spec.json differs from zoo.json"), spec
-    return Check("feature spec", True, f"{spec.kind}, {spec.channels} channels, "
-                                       f"{spec.sample_rate} Hz"), spec
-
-
-def _loaded_signatures(loaded) -> dict:
-    """Signatures of a tf.saved_model.load result in parse_show_all's form."""
-    from tensorflow.core.framework import types_pb2
-
-    def describe(spec) -> dict:
-        shape = None if spec.shape.rank is None else \
-            tuple(-1 if d is None else d for d in spec.shape.as_list())
-        return {"dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum), "shape": shape}
-
-    return {name: {"inputs": {k: describe(v) for k, v in fn.structured_input_signature[1].items()},
-                   "outputs": {k: describe(v) for k, v in fn.structured_outputs.items()}}
-            for name, fn in loaded.signatures.items()}
-
-
-def _signature_checks(source: str, found: dict, expected: dict) -> list[Check]:
-    checks = []
-    for name, want in expected.items():
-        problems = compare_signature(name, found.get(name), want)
-        inputs = ", ".join(f"{k} {d} {_shape_text(s)}" for k, (d, s) in want["inputs"].items())
-        checks.append(Check(f"{source} {name}", not problems,
-                            "; ".join(problems) if problems else f"({inputs})"))
-    return checks
-
-
-def _tf1_session_call(path: Path, waveform: np.ndarray) -> np.ndarray:
-    """serving_default run the way TF Serving runs it: the MetaGraph imported into a session,
-    variables restored by the graph's restore op, signature tensors fed and fetched by name."""
-    from pipelines.tfenv import quiet_tensorflow
-
-    from tensorflow.python.util import deprecation
-
-    tf = quiet_tensorflow()
-    graph = tf.Graph()
-    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session, \
-            deprecation.silence():
-        meta = tf.compat.v1.saved_model.load(session, [SERVE_TAG], str(path))
-        sig = meta.signature_def[SIGNATURE_DEFAULT]
-        return session.run(sig.outputs["probabilities"].name,
-                           {sig.inputs["waveform"].name: waveform})
-
-
-def check(path, wav=None) -> list[Check]:
-    """Every check of an export folder (savedmodels/<model>/<version>), in order."""
-    path = Path(path)
-    if not path.is_dir():
-        return [Check("layout", False, f"{path}: not a folder")]
-    show = _start_show(path) if (path / "saved_model.pb").is_file() else None
-    try:
-        return _run_checks(path, show, wav)
-    finally:
-        if show is not None and show.poll() is None:
-            show.kill()
-            show.communicate()
-
-
-def _run_checks(path: Path, show, wav) -> list[Check]:
-    from pipelines.tfenv import quiet_tensorflow
-
-    tf = quiet_tensorflow()
-    checks = [_version_number(path), _files(path)]
-    try:
-        info = read_export(path)
-    except (FileNotFoundError, json.JSONDecodeError) as err:
-        return checks + [Check("zoo.json", False, str(err))]
-    checks.append(Check("zoo.json", True, f"{info.get('name')} version {info.get('version')}"))
-    labels = list(info.get("labels", []))
-    checks.append(_labels_asset(path, info))
-    spec_check, spec = _spec_asset(path, info)
-    checks.append(spec_check)
-    expected = expected_signatures(len(labels), info.get("signatures"))
-    if SIGNATURE_DEFAULT not in expected:
-        expected = {**expected_signatures(len(labels), [SIGNATURE_DEFAULT]), **expected}
-
-    loaded = None
-    try:
-        loaded = tf.saved_model.load(str(path))
-        checks += _signature_checks("loaded", _loaded_signatures(loaded), expected)
-    except Exception as err:  # noqa: BLE001 - any load failure is the finding
-        checks.append(Check("loaded", False, f"tf.saved_model.load failed: {_one_line(err)}"))
-    try:
-        parsed = parse_show_all(_finish_show(show)) if show else {}
-        if SERVE_TAG not in parsed:
-            checks.append(Check("saved_model_cli", False,
-                                f"no MetaGraph with tag-set '{SERVE_TAG}' in show --all"))
-        else:
-            checks += _signature_checks("saved_model_cli", parsed[SERVE_TAG], expected)
-    except RuntimeError as err:
-        checks.append(Check("saved_model_cli", False, str(err)))
-
-    wave = synthetic_clip() if wav is None else _decode(wav)
-    checks += _call_checks(path, loaded, spec, labels, wave)
-    return checks
-
-
-def _call_checks(path: Path, loaded, spec, labels: list[str], wave: np.ndarray) -> list[Check]:
-    from pipelines.tfenv import quiet_tensorflow
-
-    tf = quiet_tensorflow()
-    if loaded is None or SIGNATURE_DEFAULT not in loaded.signatures:
-        return [Check("call", False, "no loaded serving_default signature to call")]
-    checks = []
-    try:
-        out = loaded.signatures[SIGNATURE_DEFAULT](waveform=tf.constant(wave[None, :]))
-        served = out["probabilities"].numpy()
-        label = out["label"].numpy()[0].decode()
-    except Exception as err:  # noqa: BLE001
-        return [Check("call", False, f"serving_default(waveform [1, {len(wave)}]) failed: "
-                                     f"{_one_line(err)}")]
-    ok = served.shape == (1, len(labels)) and np.isfinite(served).all() \
-        and abs(float(served.sum()) - 1) < 1e-4 and label == labels[int(served.argmax())]
-    checks.append(Check("call", ok, f"serving_default(waveform [1, {len(wave)}]) -> "
-                                    f"{label} {served.max():.3f}" + (
-                                        "" if ok else f" (probabilities {served.tolist()})")))
-    try:
-        session = _tf1_session_call(path, wave[None, :])
-        diff = float(np.abs(session - served).max())
-        checks.append(Check("TF Serving loader", diff <= TOLERANCE,
-                            f"TF1 session with the graph's restore op: max |diff| {diff:.2e}"))
-    except Exception as err:  # noqa: BLE001
-        checks.append(Check("TF Serving loader", False, f"TF1 session load or run failed: "
-                                                        f"{_one_line(err)}"))
-    if SIGNATURE_LENGTH in loaded.signatures:
-        padded = np.pad(wave, (0, len(wave) // 2))[None, :]
-        try:
-            again = loaded.signatures[SIGNATURE_LENGTH](
-                waveform=tf.constant(padded), length=tf.constant([len(wave)], tf.int32))
-            diff = float(np.abs(again["probabilities"].numpy() - served).max())
-            checks.append(Check("padding", diff <= 1e-5, f"{SIGNATURE_LENGTH} on the clip "
-                                f"padded by 50%: max |diff| {diff:.2e}"))
-        except Exception as err:  # noqa: BLE001
-            checks.append(Check("padding", False, f"{SIGNATURE_LENGTH} failed: "
-                                                  f"{_one_line(err)}"))
-    checks.append(_keras_check(path, spec, wave, served))
-    return checks
-
-
-def _keras_check(path: Path, spec, wave: np.ndarray, served: np.ndarray) -> Check:
-    import keras
-
-    import zoo.layers  # noqa: F401 - registers the custom layers for loading
-    from pipelines import features as F
-
-    if spec is None:
-        return Check("keras", False, "no usable feature spec to compute features with")
-    try:
-        model = keras.models.load_model(path / "model.keras", safe_mode=True)
-        features, _ = F.compute(wave[None, :], np.array([len(wave)], np.int32), spec)
-        own = np.asarray(model(features, training=False))
-    except Exception as err:  # noqa: BLE001
-        return Check("keras", False, f"model.keras on pipelines.features failed: "
-                                     f"{_one_line(err)}")
-    if own.shape != served.shape:
-        return Check("keras", False, f"model.keras gives {own.shape}, the graph {served.shape}")
-    diff = float(np.abs(own - served).max())
-    return Check("keras", diff <= TOLERANCE, f"model.keras on pipelines.features vs the graph: "
-                                             f"max |diff| {diff:.2e} (tolerance {TOLERANCE})")
-
-
-def _one_line(err: Exception) -> str:
-    """The informative line of an exception (TensorFlow's run first a stack header)."""
-    text = getattr(err, "message", None) or str(err)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    useful = [ln for ln in lines if not ln.startswith(("Graph execution error", "Detected at",
-                                                       "<stack traces", "[["))]
-    return f"{type(err).__name__}: {(useful or lines or [''])[0]}"[:400]
-
-
 def _decode(path) -> np.ndarray:
     from pipelines.audio import AudioError, decode
 
@@ -530,6 +174,9 @@ def _speaker_stats(path, speaker):
 
 
 def _cmd_check(args) -> int:
+    from zoo.serving_check import check
+
+    waveform = None if args.wav is None else _decode(args.wav)
     failed = 0
     for target in args.path:
         try:
@@ -539,7 +186,7 @@ def _cmd_check(args) -> int:
             failed += 1
             continue
         print(f"checking {path}")
-        results = check(path, args.wav)
+        results = check(path, waveform)
         for result in results:
             print(result.line())
         bad = [r for r in results if not r.ok]
