@@ -157,7 +157,6 @@ def train(config: TrainConfig) -> dict:
     import keras
 
     from pipelines.dataset import balance_weights, make_dataset
-    from pipelines.io import write_json_atomic
     from pipelines.tfrecord import open_set
     from zoo.registry import build_model, get_entry
 
@@ -254,8 +253,26 @@ def train(config: TrainConfig) -> dict:
     model.load_weights(best_path)
     if not chief:
         return {}
-    return _finish(model, config, spec, labels, data, tfset, run, seconds, make_dataset,
-                   write_json_atomic)
+    from zoo.train_report import finish_run, headline, predict_split
+
+    def save_and_export(metrics):
+        from zoo.export import export
+        from zoo.model_card import model_card
+
+        model.save(run / "model.keras")
+        base = Path(config.export) if config.export else (
+            run / "savedmodels" if config.data is None else Path("savedmodels"))
+        return export(model, spec, labels, base, config.model,
+                      model_card(config, spec, tfset, metrics),
+                      meta={"metrics": headline(metrics), "run": str(run), "data": str(data),
+                            "speaker_norm_training_share": config.speaker_norm})
+
+    return finish_run(
+        config, labels, data, tfset, run, seconds,
+        lambda split: predict_split(model, data, split, spec, labels),
+        save_and_export,
+        (lambda split: predict_split(model, data, split, spec, labels, speaker_norm=True))
+        if config.speaker_norm > 0 else None)
 
 
 def _multiworker_workarounds(model, strategy, dataset) -> None:
@@ -307,102 +324,6 @@ def _write_hparams(tb_dir: Path, config: TrainConfig, spec) -> None:
               "seed": config.seed, "speaker_norm": config.speaker_norm}
     with tf.summary.create_file_writer(str(tb_dir / "hparams")).as_default():
         hp.hparams(values)
-
-
-def predict_split(model, data, split, spec, labels, make_dataset, batch_size=32,
-                  speaker_norm: bool = False):
-    """predictions DataFrame (id, speaker, corpus, emotion, label, pred, p_<label>...)."""
-    import numpy as np
-    import pandas as pd
-
-    rows = []
-    ds = make_dataset(data, split, spec, batch_size, with_meta=True,
-                      speaker_norm=1.0 if speaker_norm else 0.0)
-    for x, y, meta in ds:
-        probs = np.asarray(model(x, training=False))
-        for i in range(len(probs)):
-            row = {k: meta[k][i].numpy().decode() for k in meta}
-            row.update(split=split, label=int(y[i]), pred=int(probs[i].argmax()))
-            row.update({f"p_{name}": float(probs[i, j]) for j, name in enumerate(labels)})
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _finish(model, config, spec, labels, data, tfset, run, seconds, make_dataset,
-            write_json_atomic) -> dict:
-    import pandas as pd
-
-    from pipelines.io import write_csv_atomic
-    from zoo.callbacks import read_history
-    from zoo.metrics import format_table, full_report, plot_confusion
-
-    manifest = tfset.manifest().set_index("id")
-    frames, metrics = [], {"model": config.model, "data": str(data), "labels": labels,
-                           "speaker_independent": tfset.schema["split_method"][
-                               "speaker_independent"]}
-    for split in ("validation", "test", "train"):
-        if tfset.examples(split) == 0:
-            continue
-        pred = predict_split(model, data, split, spec, labels, make_dataset)
-        pred["original_label"] = manifest.loc[pred["id"], "original_label"].astype(str).values
-        key = "train_eval" if split == "train" else split
-        metrics[key] = full_report(pred, labels)
-        if split != "train":
-            frames.append(pred)
-        print(format_table(metrics[key], f"{key} ({metrics[key]['n']} clips)"))
-        if config.speaker_norm > 0 and split != "train":
-            spk = predict_split(model, data, split, spec, labels, make_dataset,
-                                speaker_norm=True)
-            spk["original_label"] = pred["original_label"].values
-            metrics.setdefault("speaker_norm", {})[split] = full_report(spk, labels)
-            print(format_table(metrics["speaker_norm"][split],
-                               f"{split}, features normalised per speaker"))
-    history = read_history(run)
-    best = max(history, key=lambda h: h["val_ua"]) if history else {}
-    metrics.update(best_epoch=best.get("epoch"), epochs_run=len(history),
-                   train_seconds=round(seconds, 1))
-    metrics["batchnorm_check"] = _batchnorm_check(history, metrics.get("train_eval"))
-    predictions = pd.concat(frames, ignore_index=True)
-    write_csv_atomic(run / "predictions.csv", predictions)
-    shown = metrics.get("test") or metrics["validation"]
-    plot_confusion(shown["confusion"], labels,
-                   f"{config.model}: {'test' if 'test' in metrics else 'validation'} "
-                   f"UA {shown['ua']:.3f}", run / "confusion.png")
-    model.save(run / "model.keras")
-    export_base = Path(config.export) if config.export else (
-        run / "savedmodels" if config.data is None else Path("savedmodels"))
-    from zoo.export import export
-    from zoo.model_card import model_card
-
-    card = model_card(config, spec, tfset, metrics)
-    version_dir = export(model, spec, labels, export_base, config.model, card,
-                         meta={"metrics": _headline(metrics), "run": str(run),
-                               "data": str(data),
-                               "speaker_norm_training_share": config.speaker_norm})
-    metrics["export"] = str(version_dir)
-    write_json_atomic(run / "metrics.json", metrics)
-    print(f"exported {version_dir}; run folder {run} (tensorboard --logdir {run / 'tb'})")
-    return metrics
-
-
-def _headline(metrics: dict) -> dict:
-    out = {}
-    for key in ("validation", "test"):
-        if key in metrics:
-            m = metrics[key]
-            out[key] = {k: m[k] for k in ("n", "ua", "wa", "macro_f1")}
-    return out
-
-
-def _batchnorm_check(history, train_eval) -> dict:
-    """Inference-mode accuracy on the training set vs the training curve: a large gap means the
-    stored BatchNorm statistics do not fit the data (see ARCHITECTURE.md pitfalls)."""
-    if not history or not train_eval:
-        return {}
-    fit_acc = history[-1].get("accuracy")
-    gap = None if fit_acc is None else round(fit_acc - train_eval["wa"], 4)
-    return {"train_accuracy_during_fit": fit_acc, "train_accuracy_inference": train_eval["wa"],
-            "gap": gap, "ok": gap is None or gap < 0.15}
 
 
 # ---------------------------------------------------------------- CLI

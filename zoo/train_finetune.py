@@ -136,8 +136,8 @@ def train_finetune(config: TrainConfig) -> dict:
     from pipelines.dataset import class_weights, make_dataset
     from pipelines.tfrecord import open_set
     from zoo.callbacks import read_history
-    from zoo.train_ssl import finish_run, headline, prediction_rows, write_hparams, \
-        write_run_files
+    from zoo.train_report import finish_run, headline, prediction_rows
+    from zoo.train_ssl import write_hparams, write_run_files
 
     if config.strategy != "default":
         raise TrainError(f"{config.model} trains with --strategy default (one device)")

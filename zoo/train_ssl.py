@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from pipelines.tfenv import quiet_tensorflow
 from zoo.train import TrainConfig, TrainError, check_data, package_versions, resolve_run_dir
+from zoo.train_report import finish_run, headline, prediction_rows
 
 
 def train_ssl(config: TrainConfig) -> dict:
@@ -177,61 +177,3 @@ def write_hparams(tb_dir: Path, config: TrainConfig, extra: dict) -> None:
               "weight_decay": config.weight_decay, "seed": config.seed, **extra}
     with tf.summary.create_file_writer(str(tb_dir / "hparams")).as_default():
         hp.hparams(values)
-
-
-def prediction_rows(batches, split: str, labels: list[str]) -> pd.DataFrame:
-    """(probabilities, labels, meta) batches -> the predictions DataFrame zoo.train writes."""
-    rows = []
-    for probs, y, meta in batches:
-        y = np.asarray(y)
-        for i in range(len(probs)):
-            row = {k: meta[k][i].numpy().decode() for k in meta}
-            row.update(split=split, label=int(y[i]), pred=int(probs[i].argmax()))
-            row.update({f"p_{name}": float(probs[i, j]) for j, name in enumerate(labels)})
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def headline(metrics: dict) -> dict:
-    from zoo.train import _headline
-
-    return _headline(metrics)
-
-
-def finish_run(config, labels, data, tfset, run: Path, seconds: float, predict,
-               save_and_export) -> dict:
-    """Metrics on every split, predictions.csv, confusion.png, export, metrics.json."""
-    from pipelines.io import write_csv_atomic, write_json_atomic
-    from zoo.callbacks import read_history
-    from zoo.metrics import format_table, full_report, plot_confusion
-    from zoo.train import _batchnorm_check
-
-    manifest = tfset.manifest().set_index("id")
-    frames, metrics = [], {"model": config.model, "data": str(data), "labels": labels,
-                           "speaker_independent": tfset.schema["split_method"][
-                               "speaker_independent"]}
-    for split in ("validation", "test", "train"):
-        if tfset.examples(split) == 0:
-            continue
-        pred = predict(split)
-        pred["original_label"] = manifest.loc[pred["id"], "original_label"].astype(str).values
-        key = "train_eval" if split == "train" else split
-        metrics[key] = full_report(pred, labels)
-        if split != "train":
-            frames.append(pred)
-        print(format_table(metrics[key], f"{key} ({metrics[key]['n']} clips)"))
-    history = read_history(run)
-    best = max(history, key=lambda h: h["val_ua"]) if history else {}
-    metrics.update(best_epoch=best.get("epoch"), epochs_run=len(history),
-                   train_seconds=round(seconds, 1))
-    metrics["batchnorm_check"] = _batchnorm_check(history, metrics.get("train_eval"))
-    write_csv_atomic(run / "predictions.csv", pd.concat(frames, ignore_index=True))
-    shown = metrics.get("test") or metrics["validation"]
-    plot_confusion(shown["confusion"], labels,
-                   f"{config.model}: {'test' if 'test' in metrics else 'validation'} "
-                   f"UA {shown['ua']:.3f}", run / "confusion.png")
-    version_dir = save_and_export(metrics)
-    metrics["export"] = str(version_dir)
-    write_json_atomic(run / "metrics.json", metrics)
-    print(f"exported {version_dir}; run folder {run} (tensorboard --logdir {run / 'tb'})")
-    return metrics

@@ -1,0 +1,105 @@
+"""The end of a training run, shared by every model family (zoo.train, zoo.train_ssl,
+zoo.train_finetune): predictions and metrics per split, `predictions.csv`, the confusion plot,
+the export (by the caller's function) and `metrics.json`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def prediction_rows(batches, split: str, labels: list[str]) -> pd.DataFrame:
+    """(probabilities, labels, meta) batches -> predictions DataFrame (id, speaker, corpus,
+    emotion, ..., split, label, pred, p_<label>...)."""
+    rows = []
+    for probs, y, meta in batches:
+        y = np.asarray(y)
+        for i in range(len(probs)):
+            row = {k: meta[k][i].numpy().decode() for k in meta}
+            row.update(split=split, label=int(y[i]), pred=int(probs[i].argmax()))
+            row.update({f"p_{name}": float(probs[i, j]) for j, name in enumerate(labels)})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def predict_split(model, data, split: str, spec, labels: list[str], batch_size: int = 32,
+                  speaker_norm: bool = False) -> pd.DataFrame:
+    """A feature model's predictions on one split of a TFRecord set."""
+    from pipelines.dataset import make_dataset
+
+    ds = make_dataset(data, split, spec, batch_size, with_meta=True,
+                      speaker_norm=1.0 if speaker_norm else 0.0)
+    return prediction_rows(((np.asarray(model(x, training=False)), y, meta)
+                            for x, y, meta in ds), split, labels)
+
+
+def headline(metrics: dict) -> dict:
+    """n, UA, WA and macro-F1 of validation and test, for zoo.json."""
+    out = {}
+    for key in ("validation", "test"):
+        if key in metrics:
+            m = metrics[key]
+            out[key] = {k: m[k] for k in ("n", "ua", "wa", "macro_f1")}
+    return out
+
+
+def batchnorm_check(history, train_eval) -> dict:
+    """Inference-mode accuracy on the training set vs the training curve: a large gap means the
+    stored BatchNorm statistics do not fit the data (see ARCHITECTURE.md pitfalls)."""
+    if not history or not train_eval:
+        return {}
+    fit_acc = history[-1].get("accuracy")
+    gap = None if fit_acc is None else round(fit_acc - train_eval["wa"], 4)
+    return {"train_accuracy_during_fit": fit_acc, "train_accuracy_inference": train_eval["wa"],
+            "gap": gap, "ok": gap is None or gap < 0.15}
+
+
+def finish_run(config, labels, data, tfset, run: Path, seconds: float, predict,
+               save_and_export, predict_speaker_norm=None) -> dict:
+    """Metrics on every split, predictions.csv, confusion.png, export, metrics.json.
+
+    predict(split) -> predictions DataFrame; save_and_export(metrics) -> the export folder;
+    predict_speaker_norm(split), when given, adds validation/test metrics with features
+    normalised per speaker under metrics['speaker_norm'].
+    """
+    from pipelines.io import write_csv_atomic, write_json_atomic
+    from zoo.callbacks import read_history
+    from zoo.metrics import format_table, full_report, plot_confusion
+
+    manifest = tfset.manifest().set_index("id")
+    frames, metrics = [], {"model": config.model, "data": str(data), "labels": labels,
+                           "speaker_independent": tfset.schema["split_method"][
+                               "speaker_independent"]}
+    for split in ("validation", "test", "train"):
+        if tfset.examples(split) == 0:
+            continue
+        pred = predict(split)
+        pred["original_label"] = manifest.loc[pred["id"], "original_label"].astype(str).values
+        key = "train_eval" if split == "train" else split
+        metrics[key] = full_report(pred, labels)
+        if split != "train":
+            frames.append(pred)
+        print(format_table(metrics[key], f"{key} ({metrics[key]['n']} clips)"))
+        if predict_speaker_norm is not None and split != "train":
+            spk = predict_speaker_norm(split)
+            spk["original_label"] = pred["original_label"].values
+            metrics.setdefault("speaker_norm", {})[split] = full_report(spk, labels)
+            print(format_table(metrics["speaker_norm"][split],
+                               f"{split}, features normalised per speaker"))
+    history = read_history(run)
+    best = max(history, key=lambda h: h["val_ua"]) if history else {}
+    metrics.update(best_epoch=best.get("epoch"), epochs_run=len(history),
+                   train_seconds=round(seconds, 1))
+    metrics["batchnorm_check"] = batchnorm_check(history, metrics.get("train_eval"))
+    write_csv_atomic(run / "predictions.csv", pd.concat(frames, ignore_index=True))
+    shown = metrics.get("test") or metrics["validation"]
+    plot_confusion(shown["confusion"], labels,
+                   f"{config.model}: {'test' if 'test' in metrics else 'validation'} "
+                   f"UA {shown['ua']:.3f}", run / "confusion.png")
+    version_dir = save_and_export(metrics)
+    metrics["export"] = str(version_dir)
+    write_json_atomic(run / "metrics.json", metrics)
+    print(f"exported {version_dir}; run folder {run} (tensorboard --logdir {run / 'tb'})")
+    return metrics
