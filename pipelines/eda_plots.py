@@ -8,19 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # files only; no display needed (and none on servers)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from pipelines.figures import pyplot, save_png
+from pipelines.labels import ordered
+
+plt = pyplot()  # Agg: files only
+
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from pipelines.io import atomic_path  # noqa: E402
-from pipelines.labels import ordered  # noqa: E402
-
-DPI = 110
 
 
 def colours(corpora: list[str]) -> dict[str, tuple]:
@@ -29,9 +26,7 @@ def colours(corpora: list[str]) -> dict[str, tuple]:
 
 
 def save(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def outside_legend(ax, **kwargs) -> None:

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pipelines.figures import summary_image
 from zoo.metrics import plot_confusion, report
 
 
@@ -57,7 +58,7 @@ class ValidationMetrics(keras.callbacks.Callback):
             png = plot_confusion(rep["confusion"], self.labels,
                                  f"validation, epoch {epoch + 1}: UA {rep['ua']:.3f}")
             with self.writer.as_default(step=epoch):
-                tf.summary.image("confusion_matrix", tf.image.decode_png(png)[None], step=epoch)
+                summary_image("confusion_matrix", png, epoch)
             self.writer.flush()
         record = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
         with open(self.history_path, "a") as f:

@@ -3,7 +3,6 @@ per class, per corpus, and the confusion matrix (rows true, columns predicted)."
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pandas as pd
@@ -93,11 +92,9 @@ def format_table(rep: dict, title: str = "") -> str:
 
 def plot_confusion(confusion, labels: list[str], title: str = "", path=None) -> bytes:
     """Row-normalised confusion matrix (counts in cells) as PNG bytes; saved to path if given."""
-    import matplotlib
+    from pipelines.figures import png_bytes, pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cm = np.asarray(confusion, float)
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
@@ -115,13 +112,4 @@ def plot_confusion(confusion, labels: list[str], title: str = "", path=None) -> 
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of true class")
     ax.set_title(title or "confusion (rows: true class)", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    data = buf.getvalue()
-    if path is not None:
-        from pipelines.io import atomic_path
-
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-    return data
+    return png_bytes(fig, tight=False) if path is None else save_png(fig, path, tight=False)

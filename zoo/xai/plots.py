@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 
+from pipelines.figures import pyplot as _plt
+from pipelines.figures import save_png as save  # noqa: F401 - zoo.xai.run saves through plots.save
+
 TIME_BINS = 100  # time-normalised maps: every clip resampled to this many bins
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save(fig, path) -> bytes:
-    """Write a figure as PNG atomically; returns the PNG bytes (for TensorBoard)."""
-    from pipelines.io import atomic_path
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    data = buf.getvalue()
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return data
 
 
 def channel_axis(spec, channels: int):

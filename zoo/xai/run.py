@@ -18,10 +18,12 @@ def log_images(run_dir, images: dict, step: int = 0) -> None:
     """PNG bytes -> TensorBoard image summaries in run_dir."""
     import tensorflow as tf
 
+    from pipelines.figures import summary_image
+
     writer = tf.summary.create_file_writer(str(run_dir))
     with writer.as_default():
         for name, data in images.items():
-            tf.summary.image(name, tf.image.decode_png(data)[None], step=step)
+            summary_image(name, data, step)
     writer.flush()
 
 
