@@ -267,6 +267,10 @@ def main(argv=None) -> int:
     if args.speaker_norm and not metrics["speaker_norm_training_share"]:
         print("note: this model was trained with per-utterance normalisation only; "
               "per-speaker figures are for information", file=sys.stderr)
+    if not args.speaker_norm and metrics["speaker_norm_training_share"] >= 1.0:
+        print("note: this model was trained on features normalised per speaker only; "
+              "evaluate it with --speaker-norm (per-clip normalisation is not what it saw)",
+              file=sys.stderr)
     print(format_table(metrics, title))
     if metrics["excluded_labels"]:
         print(f"left out (labels the model does not know): {metrics['excluded_labels']}")

@@ -28,6 +28,7 @@ def model_card(config, spec, tfset, metrics: dict) -> str:
            if spec.normalization == "none" else "(`zoo.evaluate --speaker-norm`)."),
         f"Labels (index order): {', '.join(tfset.schema['labels'])}.",
         "",
+        *_speaker_norm_warning(config),
         f"Features computed inside the graph: {spec.kind}, {spec.channels} channels, "
         f"window {spec.win_length} / hop {spec.hop_length} samples, n_fft {spec.n_fft}, "
         f"trim {spec.trim_db} dB, DC removal {spec.remove_dc}, normalisation "
@@ -35,6 +36,19 @@ def model_card(config, spec, tfset, metrics: dict) -> str:
         "",
     ]
     return "\n".join(lines + data_and_results(tfset, metrics))
+
+
+def _speaker_norm_warning(config) -> list[str]:
+    share = getattr(config, "speaker_norm", 0.0)
+    if share >= 1.0:
+        return ["**Trained on features normalised per speaker only: call `serving_with_stats` "
+                "with the speaker's statistics.** `serving_default` normalises each clip by "
+                "itself, which this model never saw in training; compare the two kinds of rows "
+                "under Results.", ""]
+    if share > 0:
+        return [f"Trained with {100 * share:.0f}% of clips normalised per speaker and the rest "
+                "per clip: both `serving_default` and `serving_with_stats` apply.", ""]
+    return []
 
 
 def ssl_model_card(config, tfset, metrics: dict, input_lines: list[str]) -> str:
@@ -46,11 +60,36 @@ def ssl_model_card(config, tfset, metrics: dict, input_lines: list[str]) -> str:
     return "\n".join(lines + data_and_results(tfset, metrics))
 
 
+# TrainConfig field -> zoo.train flag, for the command line a card quotes
+_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
+          "weight_decay": "--weight-decay", "patience": "--patience",
+          "clip_seconds": "--clip-seconds", "balance": "--balance", "seed": "--seed",
+          "speaker_norm": "--speaker-norm", "strategy": "--strategy"}
+
+
+def training_flags(config) -> list[str]:
+    """The zoo.train flags whose values differ from the defaults (so the quoted command
+    reproduces the run); --checkpoint is left out (a local path)."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(config):
+        return []
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    flags = [f"{flag} {getattr(config, name)}" for name, flag in _FLAGS.items()
+             if name in defaults and getattr(config, name) != defaults[name]]
+    if defaults.get("augment") is True and getattr(config, "augment", True) is False:
+        flags.append("--no-augment")
+    if getattr(config, "deterministic", False):
+        flags.append("--deterministic")
+    return flags
+
+
 def _trained_line(config, tfset, metrics: dict) -> str:
     def value(v) -> str:  # as typed on the command line (strings need no JSON quotes)
         return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
 
-    flags = [f"--set {k}={value(v)}" for k, v in (getattr(config, "overrides", None) or {}).items()]
+    flags = training_flags(config)
+    flags += [f"--set {k}={value(v)}" for k, v in (getattr(config, "overrides", None) or {}).items()]
     flags += [f"--spec {k}={value(v)}"
               for k, v in (getattr(config, "spec_overrides", None) or {}).items()]
     return (f"Trained {datetime.date.today().isoformat()} with `python -m zoo.train --model "
@@ -96,7 +135,19 @@ def data_and_results(tfset, metrics: dict) -> list[str]:
                 c = m["without_calm"]
                 lines.append(f"| {key}: without RAVDESS calm | {c['n']} | {_fmt(c['ua'])} | "
                              f"{_fmt(c['wa'])} | {_fmt(c['macro_f1'])} |")
-    lines += ["", "UA = mean per-class recall, WA = accuracy.", "",
+    spk = metrics.get("speaker_norm") or {}
+    for key in ("validation", "test"):
+        if key in spk:
+            m = spk[key]
+            lines.append(f"| {key}, features normalised per speaker | {m['n']} | "
+                         f"{_fmt(m['ua'])} | {_fmt(m['wa'])} | {_fmt(m['macro_f1'])} |")
+            for corpus, c in m.get("per_corpus", {}).items():
+                lines.append(f"| {key}, per speaker: {corpus} | {c['n']} | {_fmt(c['ua'])} | "
+                             f"{_fmt(c['wa'])} | {_fmt(c['macro_f1'])} |")
+    lines += ["", "UA = mean per-class recall, WA = accuracy."
+              + (" Rows 'normalised per speaker' use statistics over all clips of each test "
+                 "speaker (no labels): `serving_with_stats`, `zoo.evaluate --speaker-norm`."
+                 if spk else ""), "",
               "## Licence of the training data", "",
               "RAVDESS (CC BY-NC-SA 4.0), TESS (CC BY-NC-ND 4.0) and SAVEE (research use) do "
               "not allow commercial use; a model trained on them inherits that restriction in "
