@@ -281,3 +281,45 @@ def test_request_usage_errors(tmp_path, capsys):
     sf.write(path, serving_check.synthetic_clip(0.5), 16000)
     assert serving.main(["request", str(path), "--signature", SIGNATURE_STATS]) == 2
     assert "--stats" in capsys.readouterr().err
+
+
+def _fake_export(folder, name="mfcc_cnn", version=3, marker="new"):
+    folder.mkdir(parents=True)
+    (folder / "saved_model.pb").write_text(marker)
+    (folder / "variables").mkdir()
+    (folder / "variables" / "variables.index").write_text(marker)
+    (folder / "zoo.json").write_text(json.dumps({"name": name, "version": version}))
+    return folder
+
+
+def test_promote_copies_an_export_into_the_base_folder(tmp_path, capsys):
+    source = _fake_export(tmp_path / "runs" / "exports" / "mfcc_cnn" / "3")
+    root = tmp_path / "savedmodels"
+    assert serving.main(["promote", str(source.parent), "--root", str(root)]) == 0
+    final = root / "mfcc_cnn" / "1"
+    assert (final / "variables" / "variables.index").read_text() == "new"
+    assert json.loads((final / "zoo.json").read_text()) == {"name": "mfcc_cnn", "version": 1}
+    assert json.loads((source / "zoo.json").read_text())["version"] == 3  # source untouched
+    assert serving.main(["promote", str(source), "--root", str(root)]) == 0   # next free
+    assert sorted(p.name for p in (root / "mfcc_cnn").iterdir()) == ["1", "2"]
+
+
+def test_promote_refuses_to_overwrite_unless_asked_and_then_swaps(tmp_path, capsys):
+    root = tmp_path / "savedmodels"
+    _fake_export(root / "mfcc_cnn" / "1", version=1, marker="old")
+    source = _fake_export(tmp_path / "src" / "2")
+    assert serving.main(["promote", str(source), "--root", str(root), "--version", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already exists" in err and "--replace" in err
+    assert (root / "mfcc_cnn" / "1" / "saved_model.pb").read_text() == "old"
+    assert serving.main(["promote", str(source), "--root", str(root), "--version", "1",
+                         "--replace"]) == 0
+    assert (root / "mfcc_cnn" / "1" / "saved_model.pb").read_text() == "new"
+    assert [p.name for p in (root / "mfcc_cnn").iterdir()] == ["1"]   # no temporary left
+
+
+def test_promote_of_something_that_is_not_an_export_is_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert serving.main(["promote", str(tmp_path / "empty"), "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1

@@ -40,3 +40,50 @@ def resolve_version(path) -> Path:
     if not versions:
         raise FileNotFoundError(f"{path}: neither a SavedModel nor a folder of numbered versions")
     return path / str(versions[-1])
+
+
+def promote(source, root, version: int | None = None, replace: bool = False) -> Path:
+    """Copy an export version folder (e.g. from a run's export) to root/<name>/<version>/.
+
+    <name> comes from its zoo.json; version defaults to the next free number. The copy is
+    written under a hidden temporary name and renamed into place, so TF Serving (which polls
+    root) never sees half a version; with replace=True an existing version is swapped out the
+    same way and deleted only after the new one is in place.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    source = Path(source)
+    info = read_export(source)
+    name = info.get("name")
+    if not name:
+        raise ValueError(f"{source}: zoo.json has no model name")
+    model_base = Path(root) / name
+    model_base.mkdir(parents=True, exist_ok=True)
+    version = version or next_version(model_base)
+    if version <= 0:
+        raise ValueError(f"version must be a positive integer, not {version}")
+    final = model_base / str(version)
+    if final.resolve() == source.resolve():
+        raise ValueError(f"{source}: source and destination are the same folder")
+    if final.exists() and not replace:
+        raise FileExistsError(f"{final} already exists (replace it with --replace)")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_base))
+    old = None
+    try:
+        staged = tmp / "new"
+        shutil.copytree(source, staged)
+        info["version"] = version
+        (staged / "zoo.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+        if final.exists():
+            old = tmp / "old"
+            os.rename(final, old)
+        os.rename(staged, final)
+    except BaseException:
+        if old is not None and old.exists() and not final.exists():
+            os.rename(old, final)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

@@ -4,6 +4,8 @@
     python -m zoo.serving request FILE.wav [--model NAME] [--format inputs|instances]
                                   [--signature serving_default|serving_with_length|...]
     python -m zoo.serving check savedmodels/<model>/<version> [--wav FILE]
+    python -m zoo.serving promote runs/<run-exports>/<model>/<version> [--root savedmodels]
+                                  [--version N] [--replace]
 
 `savedmodels/` is a TF Serving model base path as it stands (`<model>/<version>/saved_model.pb`);
 `config` writes `savedmodels/models.config` for `tensorflow_model_server --model_config_file`.
@@ -11,7 +13,9 @@
 pipelines.audio: any format libsndfile reads, 16 kHz mono). `check` validates an export the way
 the server will use it: layout, assets, signatures (from `saved_model_cli show --all` and from
 the loaded SavedModel), a load with the TF1-style loader TF Serving runs, and a call on a test
-waveform compared with the Keras model's own output (zoo.serving_check). See docs/serving.md.
+waveform compared with the Keras model's own output (zoo.serving_check). `promote` copies a
+chosen run's export into the base folder under a temporary name and renames it into place, so
+the server never loads half a version. See docs/serving.md.
 """
 
 from __future__ import annotations
@@ -173,6 +177,18 @@ def _speaker_stats(path, speaker):
     return mean[0], std[0]
 
 
+def _cmd_promote(args) -> int:
+    from zoo.layout import promote
+
+    try:
+        final = promote(resolve_version(args.source), args.root, args.version, args.replace)
+    except (FileNotFoundError, FileExistsError, ValueError, json.JSONDecodeError) as err:
+        raise ServingError(str(err)) from None
+    print(f"{args.source} -> {final}")
+    print(f"check it with: python -m zoo.serving check {final}", file=sys.stderr)
+    return 0
+
+
 def _cmd_check(args) -> int:
     from zoo.serving_check import check
 
@@ -218,6 +234,13 @@ def main(argv=None) -> int:
     p.add_argument("--stats", help=f"speaker statistics JSON ({SIGNATURE_STATS})")
     p.add_argument("--speaker", help=f"speaker id in --stats ({SIGNATURE_STATS})")
     p.add_argument("--out", help="write the body here instead of stdout")
+    p = sub.add_parser("promote", help="copy an export (e.g. runs/<run>/...) into the model "
+                                       "base folder as <name>/<version>, atomically")
+    p.add_argument("source", help="export version folder (or its <model> folder: newest)")
+    p.add_argument("--root", default="savedmodels", help="model base folder (savedmodels)")
+    p.add_argument("--version", type=int, help="version number (default: next free)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace that version if it exists (swapped in atomically)")
     p = sub.add_parser("check", help="validate export folder(s): exit 0 all pass, 1 otherwise")
     p.add_argument("path", nargs="+", help="savedmodels/<model>/<version> (or <model>: newest)")
     p.add_argument("--wav", help="test with this audio file instead of a synthetic clip")
@@ -225,7 +248,8 @@ def main(argv=None) -> int:
     if args.command == "check":
         quiet_tensorflow()
     try:
-        return {"config": _cmd_config, "request": _cmd_request, "check": _cmd_check}[
+        return {"config": _cmd_config, "request": _cmd_request, "check": _cmd_check,
+                "promote": _cmd_promote}[
             args.command](args)
     except ServingError as err:
         print(f"error: {err}", file=sys.stderr)
