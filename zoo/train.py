@@ -173,7 +173,7 @@ def train(config: TrainConfig) -> dict:
     spec = entry.default_spec().replace(**config.spec_overrides)
     if config.speaker_norm > 0 and spec.normalization == "none":
         raise TrainError("--speaker-norm needs normalised features; this FeatureSpec has "
-                         "normalization 'none'")
+                         "normalization 'none' (add --spec normalization=utterance)")
     num_workers, worker_index, chief = worker_role(strategy)
     run = resolve_run_dir(config, data)
     if not chief:  # other workers write their (unused) copies to a scratch folder
