@@ -1,8 +1,9 @@
 """Speaker-independent results of the shipped models, the figures the README quotes.
 
-    python bench/shipped_models.py [--data tfrecords/full] [--split test] [--models savedmodels]
+    python bench/shipped_models.py [--data tfrecords/full] [--split test]
+                                   [--models savedmodels [runs/exports ...]]
 
-For every savedmodels/<model>/<highest version> that takes waveforms, evaluates the TFRecord
+For every <model>/<version> under the model folders that takes waveforms, evaluates the TFRecord
 split through the SavedModel's signatures (as zoo.evaluate does), with features normalised per
 utterance (one clip at a time, the serving default) and per speaker (statistics over each test
 speaker's clips, no labels used), or not at all for models whose FeatureSpec says
@@ -13,7 +14,6 @@ bench/results/shipped_models.json. The split's speakers never appear in training
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,7 +25,7 @@ quiet_tensorflow()
 
 from pipelines.io import write_json_atomic  # noqa: E402
 from zoo.evaluate import clips_from_tfrecords, evaluate  # noqa: E402
-from zoo.layout import read_export, resolve_version  # noqa: E402
+from zoo.layout import read_export  # noqa: E402
 
 
 def summary(metrics: dict) -> dict:
@@ -43,15 +43,23 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="tfrecords/full")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--models", default="savedmodels")
+    parser.add_argument("--models", nargs="+", default=["savedmodels"],
+                        help="model base folders (savedmodels; add e.g. runs/exports to compare "
+                             "experiments that were not shipped)")
     parser.add_argument("--out", default="bench/results/shipped_models.json")
     args = parser.parse_args(argv)
 
     rows, waves = clips_from_tfrecords(args.data, args.split)
     results = {"data": args.data, "split": args.split, "clips": len(rows),
                "speakers": sorted(rows["speaker"].unique()), "models": {}}
-    for folder in sorted(p for p in Path(args.models).iterdir() if p.is_dir()):
-        version = resolve_version(folder)
+    versions = [v for base in args.models for folder in sorted(Path(base).iterdir())
+                if folder.is_dir() for v in sorted(folder.iterdir(), key=lambda p: p.name.zfill(9))
+                if v.name.isdigit() and (v / "saved_model.pb").is_file()]
+    if not versions:
+        print(f"error: no <model>/<version>/saved_model.pb under {', '.join(args.models)}",
+              file=sys.stderr)
+        return 2
+    for version in versions:
         info = read_export(version)
         if info.get("input", "waveform") != "waveform" or "feature_spec" not in info:
             continue
@@ -63,13 +71,14 @@ def main(argv=None) -> int:
         for mode, flag in modes:
             metrics, _ = evaluate(version, rows, waves, speaker_norm=flag)
             entry[mode] = summary(metrics)
-        results["models"][folder.name] = entry
+        results["models"][str(version)] = entry
     write_json_atomic(args.out, results)
 
     print(f"{args.data} split {args.split}: {len(rows)} clips, speakers "
           f"{', '.join(results['speakers'])}\n")
-    print("| model | normalisation | UA | WA | macro-F1 | RAVDESS UA | UA without RAVDESS calm |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| export | normalisation | UA | WA | macro-F1 | RAVDESS UA | UA without RAVDESS calm "
+          "| validation UA (training) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, entry in results["models"].items():
         for mode in [k for k in ("none", "per_utterance", "per_speaker") if k in entry]:
             m = entry[mode]
@@ -78,7 +87,8 @@ def main(argv=None) -> int:
             print(f"| {name} | {mode.replace('_', ' ')} | {100 * m['ua']:.1f} | "
                   f"{100 * m['wa']:.1f} | {100 * m['macro_f1']:.1f} | "
                   f"{100 * rav.get('ua', float('nan')):.1f} | "
-                  f"{100 * calm.get('ua', float('nan')):.1f} |")
+                  f"{100 * calm.get('ua', float('nan')):.1f} | "
+                  f"{100 * (entry['validation'] or {}).get('ua', float('nan')):.1f} |")
     return 0
 
 
