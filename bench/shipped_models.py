@@ -65,7 +65,9 @@ def main(argv=None) -> int:
             continue
         entry = {"export": str(version),
                  "speaker_norm_training_share": info.get("speaker_norm_training_share", 0.0),
-                 "validation": info.get("metrics", {}).get("validation")}
+                 "validation": info.get("metrics", {}).get("validation"),
+                 "validation_per_speaker": info.get("metrics", {}).get(
+                     "speaker_norm", {}).get("validation")}
         modes = ((("none", False),) if info["feature_spec"].get("normalization") == "none"
                  else (("per_utterance", False), ("per_speaker", True)))
         for mode, flag in modes:
@@ -82,13 +84,15 @@ def main(argv=None) -> int:
     for name, entry in results["models"].items():
         for mode in [k for k in ("none", "per_utterance", "per_speaker") if k in entry]:
             m = entry[mode]
+            validation = (entry["validation_per_speaker"] if mode == "per_speaker"
+                          else entry["validation"])
             rav = m["per_corpus"].get("ravdess", {})
             calm = m.get("without_calm", {})
             print(f"| {name} | {mode.replace('_', ' ')} | {100 * m['ua']:.1f} | "
                   f"{100 * m['wa']:.1f} | {100 * m['macro_f1']:.1f} | "
                   f"{100 * rav.get('ua', float('nan')):.1f} | "
                   f"{100 * calm.get('ua', float('nan')):.1f} | "
-                  f"{100 * (entry['validation'] or {}).get('ua', float('nan')):.1f} |")
+                  f"{100 * (validation or {}).get('ua', float('nan')):.1f} |")
     return 0
 
 

@@ -36,12 +36,15 @@ def predict_split(model, data, split: str, spec, labels: list[str], batch_size: 
 
 
 def headline(metrics: dict) -> dict:
-    """n, UA, WA and macro-F1 of validation and test, for zoo.json."""
-    out = {}
-    for key in ("validation", "test"):
-        if key in metrics:
-            m = metrics[key]
-            out[key] = {k: m[k] for k in ("n", "ua", "wa", "macro_f1")}
+    """n, UA, WA and macro-F1 of validation and test (and of both with features normalised per
+    speaker, when measured), for zoo.json."""
+    def pick(source):
+        return {key: {k: source[key][k] for k in ("n", "ua", "wa", "macro_f1")}
+                for key in ("validation", "test") if key in source}
+
+    out = pick(metrics)
+    if metrics.get("speaker_norm"):
+        out["speaker_norm"] = pick(metrics["speaker_norm"])
     return out
 
 
