@@ -98,6 +98,19 @@ def _trained_line(config, tfset, metrics: dict) -> str:
             f"{metrics.get('train_seconds', 0) / 60:.1f} min on {default_workers()} CPU cores).")
 
 
+def _row(title: str, m: dict) -> str:
+    return f"| {title} | {m['n']} | {_fmt(m['ua'])} | {_fmt(m['wa'])} | {_fmt(m['macro_f1'])} |"
+
+
+def _result_rows(m: dict, title: str, prefix: str) -> list[str]:
+    """One split's row, then its rows per corpus and without RAVDESS calm."""
+    rows = [_row(title, m)]
+    rows += [_row(f"{prefix}{corpus}", c) for corpus, c in m.get("per_corpus", {}).items()]
+    if "without_calm" in m:
+        rows.append(_row(f"{prefix}without RAVDESS calm", m["without_calm"]))
+    return rows
+
+
 def data_and_results(tfset, metrics: dict) -> list[str]:
     """The Data, Results and Licence sections (lines)."""
     schema = tfset.schema
@@ -123,27 +136,12 @@ def data_and_results(tfset, metrics: dict) -> list[str]:
                   if name != "train" and s["speakers"]]
     lines += ["", "## Results", "",
               "| split | n | UA | WA | macro-F1 |", "| --- | ---: | ---: | ---: | ---: |"]
-    for key in ("validation", "test"):
-        if key in metrics:
-            m = metrics[key]
-            lines.append(f"| {key} | {m['n']} | {_fmt(m['ua'])} | {_fmt(m['wa'])} | "
-                         f"{_fmt(m['macro_f1'])} |")
-            for corpus, c in m.get("per_corpus", {}).items():
-                lines.append(f"| {key}: {corpus} | {c['n']} | {_fmt(c['ua'])} | "
-                             f"{_fmt(c['wa'])} | {_fmt(c['macro_f1'])} |")
-            if "without_calm" in m:
-                c = m["without_calm"]
-                lines.append(f"| {key}: without RAVDESS calm | {c['n']} | {_fmt(c['ua'])} | "
-                             f"{_fmt(c['wa'])} | {_fmt(c['macro_f1'])} |")
     spk = metrics.get("speaker_norm") or {}
-    for key in ("validation", "test"):
-        if key in spk:
-            m = spk[key]
-            lines.append(f"| {key}, features normalised per speaker | {m['n']} | "
-                         f"{_fmt(m['ua'])} | {_fmt(m['wa'])} | {_fmt(m['macro_f1'])} |")
-            for corpus, c in m.get("per_corpus", {}).items():
-                lines.append(f"| {key}, per speaker: {corpus} | {c['n']} | {_fmt(c['ua'])} | "
-                             f"{_fmt(c['wa'])} | {_fmt(c['macro_f1'])} |")
+    for source, title, sub in ((metrics, "{}", "{}: "), (spk, "{}, features normalised per "
+                                                         "speaker", "{}, per speaker: ")):
+        for key in ("validation", "test"):
+            if key in source:
+                lines += _result_rows(source[key], title.format(key), sub.format(key))
     lines += ["", "UA = mean per-class recall, WA = accuracy."
               + (" Rows 'normalised per speaker' use statistics over all clips of each test "
                  "speaker (no labels): `serving_with_stats`, `zoo.evaluate --speaker-norm`."
