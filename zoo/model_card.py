@@ -77,7 +77,7 @@ def training_flags(config) -> list[str]:
     defaults = {f.name: f.default for f in dataclasses.fields(config)}
     flags = [f"{flag} {getattr(config, name)}" for name, flag in _FLAGS.items()
              if name in defaults and getattr(config, name) != defaults[name]]
-    if defaults.get("augment") is True and getattr(config, "augment", True) is False:
+    if not getattr(config, "augment", True):
         flags.append("--no-augment")
     if getattr(config, "deterministic", False):
         flags.append("--deterministic")

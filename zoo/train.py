@@ -87,6 +87,14 @@ def resolve_run_dir(config: TrainConfig, data: Path) -> Path:
     raise TrainError(f"too many runs under {base}")
 
 
+def export_base(config: TrainConfig, run: Path) -> Path:
+    """Where the run's SavedModel goes: --export; else savedmodels/, or the run folder's own
+    savedmodels/ for the bundled demo (no --data), so a demo never adds a shipped version."""
+    if config.export:
+        return Path(config.export)
+    return run / "savedmodels" if config.data is None else Path("savedmodels")
+
+
 def package_versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -260,9 +268,7 @@ def train(config: TrainConfig) -> dict:
         from zoo.model_card import model_card
 
         model.save(run / "model.keras")
-        base = Path(config.export) if config.export else (
-            run / "savedmodels" if config.data is None else Path("savedmodels"))
-        return export(model, spec, labels, base, config.model,
+        return export(model, spec, labels, export_base(config, run), config.model,
                       model_card(config, spec, tfset, metrics),
                       meta={"metrics": headline(metrics), "run": str(run), "data": str(data),
                             "speaker_norm_training_share": config.speaker_norm})

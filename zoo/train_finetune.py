@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.tfenv import quiet_tensorflow
-from zoo.train import TrainConfig, TrainError, check_data, demo_data, resolve_run_dir
+from zoo.train import (TrainConfig, TrainError, check_data, demo_data, export_base,
+                       resolve_run_dir)
 
 
 def raw_spec():
@@ -259,10 +260,8 @@ def train_finetune(config: TrainConfig) -> dict:
             f"{model.trainable_layers} layers fine-tuned), waveform normalised per clip "
             f"(do_normalize {info['do_normalize']}), mean + std pooling of the last layer, "
             "dense head."])
-        base = Path(config.export) if config.export else (
-            run / "savedmodels" if config.data is None else Path("savedmodels"))
         return export_waveform_classifier(
-            model, labels, base, config.model, info, model.encoder_config_json, card,
+            model, labels, export_base(config, run), config.model, info, model.encoder_config_json, card,
             {"metrics": headline(metrics), "run": str(run), "data": str(data),
              "trainable_layers": model.trainable_layers})
 

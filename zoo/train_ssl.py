@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.tfenv import quiet_tensorflow
-from zoo.train import TrainConfig, TrainError, check_data, package_versions, resolve_run_dir
+from zoo.train import (TrainConfig, TrainError, check_data, export_base, package_versions,
+                       resolve_run_dir)
 from zoo.train_report import finish_run, headline, prediction_rows
 
 
@@ -149,8 +150,7 @@ def train_head(config: TrainConfig, entry) -> dict:
                if entry.input == "embedding" else ", zero-padded frames")
             + " (python -m pipelines.embeddings; the same checkpoint and layer are needed).",
             "Returns `probabilities` float32 [batch, classes] and `label` string [batch]."])
-        base = Path(config.export) if config.export else Path("savedmodels")
-        return export_embedding_head(model, labels, base, config.model, entry.input, dim,
+        return export_embedding_head(model, labels, export_base(config, run), config.model, entry.input, dim,
                                      e, card, {"metrics": headline(metrics), "run": str(run),
                                                "data": str(data)})
 
