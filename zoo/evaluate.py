@@ -75,15 +75,21 @@ def clips_from_tfrecords(folder, split: str):
     return rows, waves
 
 
-def speaker_statistics(runner, rows: pd.DataFrame, waves: list[np.ndarray]):
-    """Per-clip (mean, std) arrays from each speaker's clips (all of them, no labels used)."""
-    from pipelines.speaker_stats import from_waveforms
-
+def speaker_ids(rows: pd.DataFrame) -> list[str]:
+    """The clips' speaker ids, or a one-line error when a reader had none to give."""
     speakers = rows["speaker"].astype(str).tolist()
     unknown = sorted({s for s in speakers if s.endswith("_unknown")})
     if unknown:
         raise EvaluateError(f"--speaker-norm needs speaker ids; {', '.join(unknown)} "
                             "stands for clips without one")
+    return speakers
+
+
+def speaker_statistics(runner, rows: pd.DataFrame, waves: list[np.ndarray]):
+    """Per-clip (mean, std) arrays from each speaker's clips (all of them, no labels used)."""
+    from pipelines.speaker_stats import from_waveforms
+
+    speakers = speaker_ids(rows)
     stats = from_waveforms(waves, speakers, runner.spec)
     return stats.arrays(speakers)
 
@@ -109,9 +115,10 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
     runner = SavedModelRunner(model_path)
     labels = runner.labels
     normalization = runner.spec.normalization
-    if speaker_norm:
+    by_speaker = speaker_norm and runner.by_speaker
+    if speaker_norm and not by_speaker:
         check_speaker_norm(normalization, model_path)
-    stats = speaker_statistics(runner, rows, waves) if speaker_norm else None
+    stats = speaker_statistics(runner, rows, waves) if speaker_norm and not by_speaker else None
     known = rows["emotion"].isin(labels)
     if not known.any():
         raise EvaluateError(f"none of the clips has a label the model knows ({labels})")
@@ -121,7 +128,16 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
     waves = [w for w, k in zip(waves, keep) if k]
     if stats is not None:
         stats = (stats[0][keep], stats[1][keep])
-    probs = runner.predict(waves, batch_size=batch_size, stats=stats)
+    if by_speaker:
+        few = rows["speaker"].value_counts()
+        few = few[few < runner.info["speaker_head"].get("min_clips_per_speaker", 1)]
+        if len(few):
+            print(f"warning: {len(few)} speaker(s) with fewer clips than the model card asks "
+                  f"for per-speaker statistics (e.g. {few.index[0]}: {few.iloc[0]})",
+                  file=sys.stderr)
+        probs = runner.predict_by_speaker(waves, speaker_ids(rows))
+    else:
+        probs = runner.predict(waves, batch_size=batch_size, stats=stats)
     pred = rows[[c for c in ("id", "path", "speaker", "corpus", "emotion", "original_label")
                  if c in rows]].copy()
     pred["label"] = [labels.index(e) for e in rows["emotion"]]
@@ -133,7 +149,8 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
     trained_share = runner.info.get("speaker_norm_training_share", 0.0)
     metrics.update(model=str(runner.path), excluded_labels=unknown,
                    speakers=int(pred["speaker"].nunique()),
-                   normalization="per speaker" if speaker_norm else
+                   normalization="per speaker (embeddings)" if by_speaker else
+                   "per speaker" if speaker_norm else
                    "per utterance" if normalization != "none" else "none",
                    speaker_norm_training_share=trained_share)
     return metrics, pred
@@ -221,7 +238,9 @@ def main(argv=None) -> int:
     parser.add_argument("--speaker-norm", action="store_true",
                         help="normalise features with statistics over each speaker's clips "
                              "(from the same evaluation data, no labels used) instead of each "
-                             "clip's own; off unless asked, and reported as such")
+                             "clip's own (exports of zoo.refit_head: their embeddings, "
+                             "through serving_by_speaker); off unless asked, and reported as "
+                             "such")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -238,7 +257,7 @@ def main(argv=None) -> int:
         kind = info.get("input", "waveform")
         if args.speaker_norm and "feature_spec" not in info:
             raise EvaluateError("--speaker-norm applies to feature models only")
-        if args.speaker_norm:  # before the (slow) decoding; evaluate() checks it again
+        if args.speaker_norm and "speaker_head" not in info:  # before the (slow) decoding
             check_speaker_norm(info["feature_spec"].get("normalization"), args.model)
         if kind != "waveform":
             if not args.data:
@@ -264,7 +283,8 @@ def main(argv=None) -> int:
     title = (f"{metrics['model']}: {metrics['n']} clips, {metrics['speakers']} speakers, "
              + (f"input {metrics['input']}" if "input" in metrics else
                 f"features normalised {metrics['normalization']}"))
-    if args.speaker_norm and not metrics["speaker_norm_training_share"]:
+    if (args.speaker_norm and not metrics["speaker_norm_training_share"]
+            and metrics["normalization"] == "per speaker"):
         print("note: this model was trained with per-utterance normalisation only; "
               "per-speaker figures are for information", file=sys.stderr)
     if not args.speaker_norm and metrics["speaker_norm_training_share"] >= 1.0:

@@ -15,6 +15,8 @@ is a second signature):
     serving_with_stats(waveform, length, feature_mean, feature_std [batch, channels]): features
         normalised with given statistics (per speaker, pipelines.speaker_stats) instead of
         each clip's own; used by `zoo.evaluate --speaker-norm`
+    serving_by_speaker(waveform, length, speaker string [batch]): exports of zoo.refit_head
+        only; embeddings standardised per speaker id within the request (SpeakerServingModule)
 all -> probabilities float32 [batch, classes], label string [batch].
 
 Any batch size and clip length; clips shorter than one FFT window are zero-padded, and with
@@ -114,18 +116,24 @@ class ServingModule(tf.Module):
     def model(self) -> keras.Model:
         return self._keras.value
 
-    def _predict(self, waveform, length=None, stats=None):
-        if length is None:
-            length = full_length(waveform)
+    def _features(self, waveform, length, stats=None, extra_checks=()):
         with tf.control_dependencies(waveform_checks(waveform, length, stats,
-                                                     self.spec.channels)):
+                                                     self.spec.channels) + list(extra_checks)):
             short = tf.maximum(self.spec.n_fft - tf.shape(waveform)[1], 0)
             waveform = tf.pad(waveform, [[0, 0], [0, short]])  # clips under one window
             features, _ = F.compute(waveform, length, self.spec, stats=stats)
-            probabilities = self.model(features, training=False)
+        return features
+
+    def _outputs(self, probabilities) -> dict:
         label = tf.gather(self.labels, tf.argmax(probabilities, axis=-1))
         return {"probabilities": tf.identity(probabilities, name="probabilities"),
                 "label": tf.identity(label, name="label")}
+
+    def _predict(self, waveform, length=None, stats=None):
+        if length is None:
+            length = full_length(waveform)
+        features = self._features(waveform, length, stats)
+        return self._outputs(self.model(features, training=False))
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform")])
     def serve(self, waveform):
@@ -142,6 +150,46 @@ class ServingModule(tf.Module):
                                   tf.TensorSpec([None, None], tf.float32, name="feature_std")])
     def serve_with_stats(self, waveform, length, feature_mean, feature_std):
         return self._predict(waveform, length, (feature_mean, feature_std))
+
+
+SPEAKER_EPS = 1e-6
+
+
+def speaker_standardize(embeddings, speakers):
+    """Each row minus the mean over the batch's rows with the same speaker id, divided by their
+    (population) standard deviation + SPEAKER_EPS (zoo.refit_head.speaker_standardize_np)."""
+    _, index = tf.unique(speakers)
+    groups = tf.reduce_max(index) + 1
+    mean = tf.math.unsorted_segment_mean(embeddings, index, groups)
+    centred = embeddings - tf.gather(mean, index)
+    std = tf.sqrt(tf.math.unsorted_segment_mean(tf.square(centred), index, groups))
+    return centred / (tf.gather(std, index) + SPEAKER_EPS)
+
+
+class SpeakerServingModule(ServingModule):
+    """A ServingModule (plain model) plus serving_by_speaker: features -> trunk (the model's
+    embedding) -> standardised with the statistics of the request's clips of the same speaker
+    -> speaker head (zoo.refit_head)."""
+
+    def __init__(self, model: keras.Model, trunk: keras.Model, speaker_head: keras.Model,
+                 spec: FeatureSpec, labels: list[str], assets: Path):
+        super().__init__(model, spec, labels, assets)
+        self._speaker_models = _Untracked((trunk, speaker_head))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform"),
+                                  tf.TensorSpec([None], tf.int32, name="length"),
+                                  tf.TensorSpec([None], tf.string, name="speaker")])
+    def serve_by_speaker(self, waveform, length, speaker):
+        trunk, head = self._speaker_models.value
+        ranks = [_assert_rank(speaker, 1, "speaker: wrong rank, [batch] needed"),
+                 _assert_rank(waveform, 2, "waveform: wrong rank, [batch, samples] needed")]
+        with tf.control_dependencies(ranks):
+            rows = tf.debugging.assert_equal(
+                tf.shape(speaker)[0], tf.shape(waveform)[0],
+                message="speaker: one id per waveform row needed")
+        features = self._features(waveform, length, extra_checks=ranks + [rows])
+        embedding = speaker_standardize(trunk(features, training=False), speaker)
+        return self._outputs(head(embedding, training=False))
 
 
 def _assert_rank(x, rank: int, message: str):

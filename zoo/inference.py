@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.tfenv import quiet_tensorflow
-from zoo.layout import SIGNATURE_LENGTH, SIGNATURE_STATS, read_export, resolve_version
+from zoo.layout import (SIGNATURE_LENGTH, SIGNATURE_SPEAKER, SIGNATURE_STATS, read_export,
+                        resolve_version)
 
 
 class SavedModelRunner:
@@ -63,4 +64,29 @@ class SavedModelRunner:
             clip_stats = None if stats is None else (stats[0][idx], stats[1][idx])
             out[idx] = self.predict_batch(batch, length, clip_stats)
             start = stop
+        return out
+
+    @property
+    def by_speaker(self) -> bool:
+        """Whether the export has serving_by_speaker (zoo.refit_head)."""
+        return SIGNATURE_SPEAKER in self.loaded.signatures
+
+    def predict_by_speaker(self, waves: list[np.ndarray], speakers) -> np.ndarray:
+        """Probabilities [n, classes] through serving_by_speaker: one request per speaker
+        holding all of that speaker's clips (the statistics come from the request)."""
+        tf = quiet_tensorflow()
+        if not self.by_speaker:
+            raise ValueError(f"{self.path}: exported without the {SIGNATURE_SPEAKER} signature")
+        speakers = np.asarray(speakers).astype(str)
+        out = np.zeros((len(waves), len(self.labels)), np.float32)
+        for speaker in dict.fromkeys(speakers):
+            idx = np.flatnonzero(speakers == speaker)
+            length = np.array([len(waves[i]) for i in idx], np.int32)
+            batch = np.zeros((len(idx), int(length.max())), np.float32)
+            for row, i in enumerate(idx):
+                batch[row, :length[row]] = waves[i]
+            result = self.loaded.signatures[SIGNATURE_SPEAKER](
+                waveform=tf.constant(batch), length=tf.constant(length),
+                speaker=tf.constant([speaker] * len(idx)))
+            out[idx] = result["probabilities"].numpy()
         return out

@@ -10,6 +10,7 @@ from pathlib import Path
 SIGNATURE_DEFAULT = "serving_default"
 SIGNATURE_LENGTH = "serving_with_length"
 SIGNATURE_STATS = "serving_with_stats"
+SIGNATURE_SPEAKER = "serving_by_speaker"  # zoo.refit_head exports only
 SIGNATURES = (SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS)
 
 

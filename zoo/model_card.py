@@ -111,8 +111,15 @@ def _result_rows(m: dict, title: str, prefix: str) -> list[str]:
     return rows
 
 
-def data_and_results(tfset, metrics: dict) -> list[str]:
-    """The Data, Results and Licence sections (lines)."""
+SPEAKER_NORM_NOTE = (" Rows 'normalised per speaker' use statistics over all clips of each test "
+                     "speaker (no labels): `serving_with_stats`, `zoo.evaluate --speaker-norm`.")
+
+
+def data_and_results(tfset, metrics: dict, speaker_note: str = SPEAKER_NORM_NOTE,
+                     speaker_rows: str = "features normalised per speaker") -> list[str]:
+    """The Data, Results and Licence sections (lines). The per-speaker rows
+    (metrics['speaker_norm'], when there are any) are titled '<split>, <speaker_rows>' and
+    explained by speaker_note."""
     schema = tfset.schema
     split = schema["split_method"]
     lines = [
@@ -137,15 +144,13 @@ def data_and_results(tfset, metrics: dict) -> list[str]:
     lines += ["", "## Results", "",
               "| split | n | UA | WA | macro-F1 |", "| --- | ---: | ---: | ---: | ---: |"]
     spk = metrics.get("speaker_norm") or {}
-    for source, title, sub in ((metrics, "{}", "{}: "), (spk, "{}, features normalised per "
-                                                         "speaker", "{}, per speaker: ")):
+    for source, title, sub in ((metrics, "{}", "{}: "),
+                               (spk, "{}, " + speaker_rows, "{}, per speaker: ")):
         for key in ("validation", "test"):
             if key in source:
                 lines += _result_rows(source[key], title.format(key), sub.format(key))
-    lines += ["", "UA = mean per-class recall, WA = accuracy."
-              + (" Rows 'normalised per speaker' use statistics over all clips of each test "
-                 "speaker (no labels): `serving_with_stats`, `zoo.evaluate --speaker-norm`."
-                 if spk else ""), "",
+    lines += ["", "UA = mean per-class recall, WA = accuracy." + (speaker_note if spk else ""),
+              "",
               "## Licence of the training data", "",
               "RAVDESS (CC BY-NC-SA 4.0), TESS (CC BY-NC-ND 4.0) and SAVEE (research use) do "
               "not allow commercial use; a model trained on them inherits that restriction in "

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.layout import SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS, read_export
+from zoo.layout import (SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_SPEAKER, SIGNATURE_STATS,
+                         read_export)
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 SERVE_TAG = "serve"
@@ -113,6 +114,9 @@ def expected_signatures(num_classes: int, names=None) -> dict:
                                      "feature_mean": ("DT_FLOAT", (-1, -1)),
                                      "feature_std": ("DT_FLOAT", (-1, -1))},
                           "outputs": outputs},
+        SIGNATURE_SPEAKER: {"inputs": {"waveform": waveform, "length": length,
+                                       "speaker": ("DT_STRING", (-1,))},
+                            "outputs": outputs},
     }
     names = names or list(every)
     return {n: every[n] for n in names if n in every}
@@ -340,8 +344,40 @@ def _call_checks(path: Path, loaded, spec, labels: list[str], wave: np.ndarray) 
         except Exception as err:  # noqa: BLE001
             checks.append(Check("padding", False, f"{SIGNATURE_LENGTH} failed: "
                                                   f"{_one_line(err)}"))
+    if SIGNATURE_SPEAKER in loaded.signatures:
+        checks.append(_speaker_check(loaded, wave, len(labels)))
     checks.append(_keras_check(path, spec, wave, served))
     return checks
+
+
+def _speaker_check(loaded, wave: np.ndarray, num_classes: int) -> Check:
+    """serving_by_speaker on four variants of the clip from two speakers: valid probabilities,
+    and the same answers when the rows come in reverse order (only the speaker ids group
+    them)."""
+    from pipelines.tfenv import quiet_tensorflow
+
+    tf = quiet_tensorflow()
+    n = len(wave)
+    rows = np.stack([wave, 0.5 * wave, np.roll(wave, n // 3), np.roll(wave, n // 2) * 0.8])
+    rows[2:, : n // 10] = 0.0  # the second speaker's clips start later
+    length = np.full(4, n, np.int32)
+    speaker = np.array([b"a", b"a", b"b", b"b"])
+
+    def call(order):
+        out = loaded.signatures[SIGNATURE_SPEAKER](
+            waveform=tf.constant(rows[order]), length=tf.constant(length[order]),
+            speaker=tf.constant(speaker[order]))
+        return out["probabilities"].numpy()
+
+    try:
+        forward, backward = call([0, 1, 2, 3]), call([3, 2, 1, 0])[::-1]
+    except Exception as err:  # noqa: BLE001
+        return Check("by speaker", False, f"{SIGNATURE_SPEAKER} failed: {_one_line(err)}")
+    diff = float(np.abs(forward - backward).max())
+    ok = forward.shape == (4, num_classes) and np.isfinite(forward).all() \
+        and np.allclose(forward.sum(axis=1), 1, atol=1e-4) and diff <= 1e-5
+    return Check("by speaker", ok, f"{SIGNATURE_SPEAKER} on 4 clips of 2 speakers, rows "
+                                   f"reversed: max |diff| {diff:.2e}")
 
 
 def _keras_check(path: Path, spec, wave: np.ndarray, served: np.ndarray) -> Check:

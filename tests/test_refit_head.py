@@ -1,0 +1,157 @@
+"""zoo.refit_head: heads re-fitted on a trained model's frozen embeddings, plain and per speaker,
+exported with serving_by_speaker."""
+
+import json
+import shutil
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import DEMO
+
+
+def _args(model, data, export, **kw):
+    from zoo.refit_head import MIN_CLIPS
+
+    return Namespace(model=str(model), data=str(data), export=str(export), version=None,
+                     l2=kw.pop("l2", [1e-3, 1e-1]), min_clips=kw.pop("min_clips", MIN_CLIPS),
+                     batch_size=16, seed=0, quiet=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def refit_run(tiny_run, demo_set, tmp_path_factory):
+    """The tiny trained mfcc_cnn re-fitted on the demo set: {'metrics', 'export'}."""
+    from zoo.refit_head import refit
+
+    base = tmp_path_factory.mktemp("refit")
+    metrics = refit(_args(tiny_run["export"], demo_set, base))
+    return {"metrics": metrics, "export": Path(metrics["export"])}
+
+
+def test_graph_standardisation_matches_numpy_and_ignores_order():
+    import tensorflow as tf
+
+    from zoo.export import speaker_standardize
+    from zoo.refit_head import speaker_standardize_np
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(3.0, 2.0, (30, 5)).astype(np.float32) * rng.uniform(0.1, 10, 5)
+    speakers = np.array(["a", "b", "c"] * 10)
+    expected = speaker_standardize_np(emb, speakers)
+    got = speaker_standardize(tf.constant(emb), tf.constant(speakers)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    for s in "abc":  # every speaker's rows: mean 0, standard deviation 1
+        np.testing.assert_allclose(expected[speakers == s].mean(axis=0), 0, atol=1e-5)
+        np.testing.assert_allclose(expected[speakers == s].std(axis=0), 1, atol=1e-4)
+    order = rng.permutation(30)
+    shuffled = speaker_standardize(tf.constant(emb[order]), tf.constant(speakers[order])).numpy()
+    np.testing.assert_allclose(shuffled, got[order], atol=1e-5)
+
+
+def test_refit_exports_a_new_version_with_both_heads(refit_run, tiny_run):
+    from zoo.layout import SIGNATURE_SPEAKER
+
+    out = refit_run["export"]
+    info = json.loads((out / "zoo.json").read_text())
+    assert info["name"] == "mfcc_cnn" and info["version"] == 1
+    assert SIGNATURE_SPEAKER in info["signatures"]
+    head = info["speaker_head"]
+    assert head["source"] == str(tiny_run["export"]) and head["embedding_dim"] == 8
+    for key in ("plain", "speaker"):  # every L2 strength tried, the best by validation kept
+        tried = head[key]["tried"]
+        assert [t["l2"] for t in tried] == [1e-3, 1e-1]
+        assert head[key]["l2"] == max(tried, key=lambda t: t["validation_ua"])["l2"]
+    metrics = refit_run["metrics"]
+    assert set(metrics["speaker_norm"]) == {"validation", "test"}
+    assert info["results"]["test"]["ua"] == metrics["test"]["ua"]
+    card = (out / "model_card.md").read_text()
+    assert "serving_by_speaker" in card and "Test speakers (never seen in training)" in card
+    assert "test, embeddings standardised per speaker" in card
+    assert (out / "speaker_head.keras").is_file() and (out / "model.keras").is_file()
+
+
+def test_export_passes_the_serving_checks(refit_run):
+    from zoo.serving_check import check
+
+    failed = [c.line() for c in check(refit_run["export"]) if not c.ok]
+    assert not failed, failed
+
+
+def test_by_speaker_signature_equals_the_keras_pieces(refit_run):
+    """serving_by_speaker == trunk of model.keras -> per-speaker standardisation (numpy) ->
+    speaker_head.keras, on real clips of two speakers in one request."""
+    import keras
+    import tensorflow as tf
+
+    import zoo.layers  # noqa: F401
+    from pipelines.audio import load
+    from pipelines.features import compute_many
+    from zoo.inference import SavedModelRunner
+    from zoo.refit_head import speaker_standardize_np
+
+    out = refit_run["export"]
+    runner = SavedModelRunner(out)
+    files = sorted((DEMO / "Actor_01").glob("*.flac"))[:5] + \
+        sorted((DEMO / "Actor_02").glob("*.flac"))[:4]
+    waves = [load(f) for f in files]
+    speakers = ["Actor_01"] * 5 + ["Actor_02"] * 4
+    served = runner.predict_by_speaker(waves, speakers)
+
+    model = keras.saving.load_model(out / "model.keras", safe_mode=True)
+    head = keras.saving.load_model(out / "speaker_head.keras", safe_mode=True)
+    trunk = keras.Model(model.inputs, model.get_layer("embedding_scale").input)
+    emb = np.concatenate([np.asarray(trunk(tf.constant(f[None]), training=False))
+                          for f in compute_many(waves, runner.spec)])
+    expected = np.asarray(head(speaker_standardize_np(emb, speakers), training=False))
+    np.testing.assert_allclose(served, expected, atol=1e-4)
+    # the plain path is the model.keras that Grad-CAM explains
+    assert model.get_layer("conv_block_4") is not None
+    assert model.get_layer("classifier").output.shape[-1] == len(runner.labels)
+
+
+def test_by_speaker_bad_request_is_one_clear_error(refit_run):
+    import tensorflow as tf
+
+    from zoo.layout import SIGNATURE_SPEAKER
+
+    loaded = tf.saved_model.load(str(refit_run["export"]))
+    sig = loaded.signatures[SIGNATURE_SPEAKER]
+    wave = tf.zeros([2, 8000]) + 0.01
+    with pytest.raises(tf.errors.InvalidArgumentError, match="one id per waveform row"):
+        sig(waveform=wave, length=tf.constant([8000, 8000]), speaker=tf.constant(["a"]))
+
+
+def test_evaluate_speaker_norm_goes_through_serving_by_speaker(refit_run, demo_set, capsys):
+    """zoo.evaluate --speaker-norm on the export reproduces the refit's own per-speaker figures
+    (Keras path) through the SavedModel, and plain evaluation the plain ones."""
+    from zoo.evaluate import clips_from_tfrecords, evaluate
+
+    rows, waves = clips_from_tfrecords(demo_set, "test")
+    metrics, _ = evaluate(refit_run["export"], rows, waves, speaker_norm=True)
+    assert metrics["normalization"] == "per speaker (embeddings)"
+    assert metrics["ua"] == pytest.approx(refit_run["metrics"]["speaker_norm"]["test"]["ua"])
+    assert "warning" in capsys.readouterr().err  # 14 test clips < 20 per speaker
+    plain, _ = evaluate(refit_run["export"], rows, waves)
+    assert plain["normalization"] == "none"
+    assert plain["ua"] == pytest.approx(refit_run["metrics"]["test"]["ua"])
+
+
+def test_cli_errors_are_one_line(refit_run, tiny_run, demo_set, tmp_path, capsys):
+    from zoo.refit_head import main
+
+    cases = [
+        (["--model", str(tmp_path / "nothing"), "--data", str(demo_set)], "neither a SavedModel"),
+        (["--model", str(refit_run["export"]), "--data", str(demo_set)], "already has a re-fitted"),
+        (["--model", str(tiny_run["export"]), "--data", str(tmp_path)], "schema.json"),
+    ]
+    no_keras = tmp_path / "copy" / "mfcc_cnn" / "1"
+    shutil.copytree(tiny_run["export"], no_keras)
+    (no_keras / "model.keras").unlink()
+    cases.append((["--model", str(no_keras), "--data", str(demo_set)], "model.keras"))
+    for argv, message in cases:
+        assert main(argv + ["--export", str(tmp_path / "out"), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,379 @@
+"""Re-fit an exported model's classifier on its frozen embeddings, plain and per speaker.
+
+    python -m zoo.refit_head --model savedmodels/mfcc_cnn/2 --data tfrecords/full
+
+The trained network up to its head (the input of the layer named `dense`: the pooled
+embedding of the CNN and CRNN families) is kept as it is. Every clip of the TFRecord set is
+embedded once, and two linear softmax classifiers (a Normalization layer and a Dense layer,
+L2-regularised, class-balanced) are fitted on the training clips' embeddings:
+
+- plain: on the embeddings as they are. It replaces the trained head (dense, dropout,
+  classifier) in `serving_default`; end-to-end training leaves that head fitted to the
+  training speakers, and a strongly regularised linear read-out generalises better to new ones.
+- per speaker: on embeddings standardised with the mean and standard deviation over all clips
+  of the same speaker (no labels used). What separates emotions in acted speech is how a clip
+  differs from the speaker's other clips; this removes voice, level and channel at the level
+  where the network has already summarised the clip, which works much better than normalising
+  the input features per speaker (README, Results).
+
+Each L2 strength of --l2 is tried and the one with the best validation UA (held-out speakers)
+is kept, for each head separately; the test split is only reported. The result is a new export
+version (the source model's name, next free version under --export) with the signatures of the
+source plus
+
+    serving_by_speaker(waveform, length, speaker string [batch]): each clip's embedding is
+        standardised with the statistics over the clips of the same request that carry the same
+        speaker id, then classified by the per-speaker head.
+
+So a request must hold all the clips of a speaker that the statistics should come from (at
+least --min-clips, 20 by default: measured, 10 clips per speaker cost several points of UA and
+5 clips more). `zoo.evaluate --speaker-norm` sends one request per speaker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.tfenv import quiet_tensorflow
+
+EMBEDDING_INPUT_OF = "dense"  # the head's first layer in zoo.models (classifier_head)
+DEFAULT_L2 = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+MIN_CLIPS = 20
+EPS = 1e-6  # zoo.export.SPEAKER_EPS
+
+
+class RefitError(RuntimeError):
+    """A problem the user can fix; printed as one line."""
+
+
+# ---------------------------------------------------------------- per-speaker statistics
+
+def speaker_standardize_np(embeddings: np.ndarray, speakers) -> np.ndarray:
+    """Each row minus the mean over its speaker's rows, divided by their (population) standard
+    deviation + EPS. The reference for zoo.export.speaker_standardize (on the graph)."""
+    speakers = np.asarray(speakers)
+    out = np.empty_like(embeddings, dtype=np.float32)
+    for s in np.unique(speakers):
+        rows = speakers == s
+        centred = embeddings[rows] - embeddings[rows].mean(axis=0)
+        out[rows] = centred / (np.sqrt((centred ** 2).mean(axis=0)) + EPS)
+    return out
+
+
+# ---------------------------------------------------------------- model pieces
+
+def load_source(path):
+    """(version folder, zoo.json, feature-input Keras model, FeatureSpec) of an export."""
+    import keras
+
+    import zoo.layers  # noqa: F401 - registers the custom layers for deserialisation
+    from pipelines.spec import FeatureSpec
+    from zoo.layout import read_export, resolve_version
+
+    path = resolve_version(Path(path))
+    info = read_export(path)
+    if "feature_spec" not in info or not (path / "model.keras").is_file():
+        raise RefitError(f"{path}: not a feature model export with model.keras (SSL heads and "
+                         "fine-tuned encoders are not supported)")
+    if "speaker_head" in info:
+        raise RefitError(f"{path}: already has a re-fitted head (its source is "
+                         f"{info['speaker_head'].get('source')})")
+    model = keras.saving.load_model(path / "model.keras", safe_mode=True)
+    try:
+        model.get_layer(EMBEDDING_INPUT_OF)
+    except ValueError:
+        raise RefitError(f"{path}: the model has no layer named {EMBEDDING_INPUT_OF!r} (the "
+                         "zoo's classifier head) to take the embedding from") from None
+    return path, info, model, FeatureSpec.from_dict(info["feature_spec"])
+
+
+def embedding_model(model, layer: str = EMBEDDING_INPUT_OF):
+    """features -> the input of `layer` (the pooled embedding), sharing the model's layers."""
+    import keras
+
+    return keras.Model(model.inputs, model.get_layer(layer).input, name=f"{model.name}_trunk")
+
+
+def embed_split(trunk, folder, split: str, spec, batch_size: int = 32, progress: bool = True):
+    """(embeddings [n, D], labels [n], meta dict of arrays) for one split of a TFRecord set."""
+    from tqdm import tqdm
+
+    from pipelines.dataset import make_dataset
+    from pipelines.tfrecord import open_set
+
+    total = math.ceil(open_set(folder).examples(split) / batch_size)
+    ds = make_dataset(folder, split, spec, batch_size, with_meta=True)
+    parts, labels, meta = [], [], {}
+    for x, y, m in tqdm(ds, total=total, desc=f"embedding {split}", disable=not progress,
+                        leave=False):
+        parts.append(np.asarray(trunk(x, training=False)))
+        labels.append(np.asarray(y))
+        for k, v in m.items():
+            meta.setdefault(k, []).extend(s.decode() for s in v.numpy())
+    return (np.concatenate(parts).astype(np.float32), np.concatenate(labels),
+            {k: np.array(v) for k, v in meta.items()})
+
+
+def linear_head(train_x: np.ndarray, num_classes: int, l2: float, prefix: str = ""):
+    """Normalization (adapted to train_x) -> Dense softmax with L2 on the kernel."""
+    import keras
+
+    tf = quiet_tensorflow()
+    scale = keras.layers.Normalization(name=f"{prefix}embedding_scale")
+    scale.adapt(tf.data.Dataset.from_tensor_slices(train_x).batch(1024))
+    inputs = keras.Input((train_x.shape[1],), name=f"{prefix}embedding")
+    dense = keras.layers.Dense(num_classes, activation="softmax", name=f"{prefix}classifier",
+                               kernel_regularizer=keras.regularizers.L2(l2))
+    head = keras.Model(inputs, dense(scale(inputs)), name=f"{prefix}head")
+    head.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    return head
+
+
+def fit_head(train, validation, labels: list[str], l2_grid, prefix: str = "",
+             epochs: int = 100, seed: int = 0):
+    """Fit one linear head per L2 strength; (best head, its l2, [{l2, validation_ua}]).
+
+    train / validation: (embeddings, label indices). Class-balanced weights; the best
+    validation UA wins (the first, i.e. weakest L2, on ties)."""
+    import keras
+
+    from zoo.metrics import report
+
+    x, y = train
+    counts = np.bincount(y, minlength=len(labels))
+    weights = {i: len(y) / (len(labels) * c) for i, c in enumerate(counts) if c}
+    best, tried = None, []
+    for l2 in l2_grid:
+        keras.utils.set_random_seed(seed)
+        head = linear_head(x, len(labels), l2, prefix)
+        head.fit(x, y, batch_size=256, epochs=epochs, class_weight=weights, verbose=0)
+        pred = np.asarray(head(validation[0], training=False)).argmax(axis=1)
+        ua = report(validation[1], pred, labels)["ua"]
+        tried.append({"l2": l2, "validation_ua": round(float(ua), 4)})
+        if best is None or ua > best[0]:
+            best = (ua, l2, head)
+    return best[2], best[1], tried
+
+
+def plain_model(source, head):
+    """The source model with `head` in place of its own: one flat functional model (so
+    Grad-CAM and fine-tuning address the conv blocks by name, as before)."""
+    import keras
+
+    embedding = source.get_layer(EMBEDDING_INPUT_OF).input
+    out = head.get_layer("classifier")(head.get_layer("embedding_scale")(embedding))
+    return keras.Model(source.inputs, out, name=source.name)
+
+
+# ---------------------------------------------------------------- predictions and card
+
+def _predictions(probs, y, meta, split: str, labels: list[str], manifest):
+    import pandas as pd
+
+    pred = pd.DataFrame({k: v for k, v in meta.items()})
+    pred["split"] = split
+    pred["label"] = y
+    pred["pred"] = probs.argmax(axis=1)
+    for j, name in enumerate(labels):
+        pred[f"p_{name}"] = probs[:, j]
+    pred["original_label"] = manifest.loc[pred["id"], "original_label"].astype(str).values
+    return pred
+
+
+def card_text(name: str, source: Path, info: dict, args, spec, tfset, metrics: dict,
+              selection: dict, seconds: float) -> str:
+    from zoo.model_card import data_and_results
+
+    def tried(key):
+        return ", ".join(f"{t['l2']:g}: {100 * t['validation_ua']:.1f}%"
+                         for t in selection[key]["tried"])
+
+    lines = [
+        f"# {name}",
+        "",
+        f"The network of `{source}` (its card: how it was trained) with both classifier heads "
+        f"re-fitted on its frozen embeddings by `python -m zoo.refit_head --model {source} "
+        f"--data {args.data}` ({seconds / 60:.1f} min on CPU). Embedding: the input of the "
+        f"source's `{EMBEDDING_INPUT_OF}` layer, {selection['embedding_dim']} numbers per clip.",
+        "",
+        "## Input and output",
+        "",
+        "`serving_default`: `waveform` float32 [batch, samples], mono, 16 kHz, full scale 1.0; "
+        "`serving_with_length` adds `length` int32 [batch]. One clip at a time, no speaker "
+        "information: the plain head.",
+        "`serving_by_speaker`: `waveform`, `length` and `speaker` string [batch]. Each clip's "
+        "embedding is standardised with the statistics of the clips in the same request that "
+        "have the same speaker id, then classified by the per-speaker head. **Send all of a "
+        f"speaker's clips in one request, at least {args.min_clips}**; statistics from a few "
+        "clips are poor.",
+        "`serving_with_stats` is kept for a uniform interface (with normalisation "
+        f"'{spec.normalization}' its statistics are not used).",
+        "All return `probabilities` float32 [batch, classes] and `label` string [batch]. "
+        f"Labels (index order): {', '.join(info['labels'])}.",
+        "",
+        f"Features computed inside the graph: {spec.kind}, {spec.channels} channels, trim "
+        f"{spec.trim_db} dB, DC removal {spec.remove_dc}, normalisation {spec.normalization} "
+        "(assets/feature_spec.json).",
+        "",
+        "## Heads",
+        "",
+        "Normalization + Dense softmax, class-balanced, L2 strength chosen by validation UA "
+        "(held-out speakers; the test split played no part):",
+        "",
+        f"- plain: L2 {selection['plain']['l2']:g} (tried {tried('plain')})",
+        f"- per speaker: L2 {selection['speaker']['l2']:g} (tried {tried('speaker')})",
+        "",
+    ]
+    return "\n".join(lines + data_and_results(
+        tfset, metrics, speaker_rows="embeddings standardised per speaker", speaker_note=(
+            " Rows 'standardised per speaker' use each clip's embedding minus the mean, over "
+            "the standard deviation, of all clips of its speaker (no labels): "
+            "`serving_by_speaker`, `zoo.evaluate --speaker-norm`.")))
+
+
+# ---------------------------------------------------------------- export
+
+def export_refit(model, trunk, speaker_head, spec, labels, base, name: str, card: str,
+                 meta: dict, version: int | None = None) -> Path:
+    """Write base/name/<version>/ with serving_default/_with_length/_with_stats (plain model)
+    and serving_by_speaker (trunk -> per-request speaker statistics -> speaker head)."""
+    from zoo.export import SpeakerServingModule, save_signatures, write_version
+    from zoo.layout import SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_SPEAKER, SIGNATURE_STATS
+
+    def write(staging: Path, out: Path) -> dict:
+        (staging / "labels.txt").write_text("\n".join(labels) + "\n")
+        (staging / "feature_spec.json").write_text(spec.to_json() + "\n")
+        module = SpeakerServingModule(model, trunk, speaker_head, spec, labels, staging)
+        names = [SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS, SIGNATURE_SPEAKER]
+        save_signatures(module, out, {
+            SIGNATURE_DEFAULT: module.serve.get_concrete_function(),
+            SIGNATURE_LENGTH: module.serve_with_length.get_concrete_function(),
+            SIGNATURE_STATS: module.serve_with_stats.get_concrete_function(),
+            SIGNATURE_SPEAKER: module.serve_by_speaker.get_concrete_function(),
+        })
+        model.save(out / "model.keras")
+        speaker_head.save(out / "speaker_head.keras")
+        return {"labels": labels, "feature_spec": spec.to_dict(), "signatures": names}
+
+    return write_version(base, name, write, card, meta, version)
+
+
+def refit(args) -> dict:
+    """Embed, fit both heads, measure, export; returns the metrics (also in zoo.json)."""
+    quiet_tensorflow()
+    from zoo.metrics import format_table, full_report
+    from zoo.train import check_data
+    from pipelines.tfrecord import open_set
+
+    started = time.perf_counter()
+    source, info, model, spec = load_source(args.model)
+    tfset = open_set(args.data)
+    labels = list(info["labels"])
+    if list(tfset.labels) != labels:
+        raise RefitError(f"{args.data}: labels {tfset.labels} differ from the model's {labels}")
+    check_data(tfset, ("train", "validation"))
+    trunk = embedding_model(model)
+    splits = [s for s in ("train", "validation", "test") if tfset.examples(s)]
+    data = {s: embed_split(trunk, args.data, s, spec, args.batch_size, not args.quiet)
+            for s in splits}
+    plain_x = {s: data[s][0] for s in splits}
+    speaker_x = {s: speaker_standardize_np(data[s][0], data[s][2]["speaker"]) for s in splits}
+    y = {s: data[s][1] for s in splits}
+
+    plain, plain_l2, plain_tried = fit_head(
+        (plain_x["train"], y["train"]), (plain_x["validation"], y["validation"]), labels,
+        args.l2, seed=args.seed)
+    speaker, speaker_l2, speaker_tried = fit_head(
+        (speaker_x["train"], y["train"]), (speaker_x["validation"], y["validation"]), labels,
+        args.l2, prefix="speaker_", seed=args.seed)
+
+    manifest = tfset.manifest().set_index("id")
+    metrics = {"labels": labels, "source": str(source), "data": str(args.data)}
+    for s in splits:
+        if s == "train":
+            continue
+        for key, head, x in (("plain", plain, plain_x), ("speaker", speaker, speaker_x)):
+            probs = np.asarray(head(x[s], training=False))
+            report = full_report(_predictions(probs, y[s], data[s][2], s, labels, manifest),
+                                 labels)
+            if key == "plain":
+                metrics[s] = report
+                print(format_table(report, f"{s} ({report['n']} clips), plain head"))
+            else:
+                metrics.setdefault("speaker_norm", {})[s] = report
+                print(format_table(report, f"{s}, embeddings standardised per speaker"))
+    selection = {"embedding_dim": int(plain_x["train"].shape[1]),
+                 "plain": {"l2": plain_l2, "tried": plain_tried},
+                 "speaker": {"l2": speaker_l2, "tried": speaker_tried}}
+    seconds = time.perf_counter() - started
+    name = info["name"]
+    card = card_text(name, source, info, args, spec, tfset, metrics, selection, seconds)
+    from zoo.train_report import headline
+    meta = {"speaker_head": {"source": str(source), "embedding_input_of": EMBEDDING_INPUT_OF,
+                             "min_clips_per_speaker": args.min_clips, **selection},
+            "results": headline(metrics), "data": str(args.data),
+            "speaker_split": tfset.schema["split_method"]}
+    out = export_refit(plain_model(model, plain), trunk, speaker, spec, labels, args.export,
+                       name, card, meta, args.version)
+    metrics["export"] = str(out)
+    print(f"exported {out}")
+    return metrics
+
+
+def _l2_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}")
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError("need one or more L2 strengths >= 0")
+    return values
+
+
+def main(argv=None) -> int:
+    quiet_tensorflow()
+    parser = argparse.ArgumentParser(
+        prog="python -m zoo.refit_head",
+        description="Re-fit an exported CNN/CRNN's classifier on its frozen embeddings (plain, "
+                    "and standardised per speaker for serving_by_speaker); exports a new "
+                    "version.",
+        epilog="Example: python -m zoo.refit_head --model savedmodels/mfcc_cnn/2 "
+               "--data tfrecords/full  (-> savedmodels/mfcc_cnn/<next version>)")
+    parser.add_argument("--model", required=True,
+                        help="source export: savedmodels/<model>/<version> (or the model folder "
+                             "for its newest version)")
+    parser.add_argument("--data", required=True,
+                        help="TFRecord set the source was trained on (its training split fits "
+                             "the heads, validation picks L2, test is reported)")
+    parser.add_argument("--export", default="savedmodels",
+                        help="base folder of the new version (savedmodels)")
+    parser.add_argument("--version", type=int, help="version number (default: next free)")
+    parser.add_argument("--l2", type=_l2_list, default=list(DEFAULT_L2),
+                        help="L2 strengths to try, comma-separated (%(default)s)")
+    parser.add_argument("--min-clips", type=int, default=MIN_CLIPS,
+                        help="clips per speaker the card asks serving_by_speaker requests to "
+                             "hold (%(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32, help="embedding batch size (32)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+
+    from pipelines.tfrecord import SchemaError
+    from zoo.train import TrainError
+
+    try:
+        refit(args)
+    except (RefitError, TrainError, SchemaError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
