@@ -7,7 +7,9 @@ For every <model>/<version> under the model folders that takes waveforms, evalua
 split through the SavedModel's signatures (as zoo.evaluate does), with features normalised per
 utterance (one clip at a time, the serving default) and per speaker (statistics over each test
 speaker's clips, no labels used), or not at all for models whose FeatureSpec says
-normalization 'none'. Prints a markdown table and writes
+normalization 'none'. Exports of zoo.refit_head are scored with their plain head and through
+serving_by_speaker: one request per speaker with all its clips, and requests of 5, 10 and 20
+clips (--speaker-groups), since a client may not have more. Prints a markdown table and writes
 bench/results/shipped_models.json. The split's speakers never appear in training.
 """
 
@@ -46,6 +48,10 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=["savedmodels"],
                         help="model base folders (savedmodels; add e.g. runs/exports to compare "
                              "experiments that were not shipped)")
+    parser.add_argument("--speaker-groups", type=lambda t: [int(v) for v in t.split(",") if v],
+                        default=[5, 10, 20],
+                        help="for exports with serving_by_speaker: also score requests of this "
+                             "many clips per speaker (comma-separated; 5,10,20)")
     parser.add_argument("--out", default="bench/results/shipped_models.json")
     args = parser.parse_args(argv)
 
@@ -68,10 +74,15 @@ def main(argv=None) -> int:
                  "validation": info.get("metrics", {}).get("validation"),
                  "validation_per_speaker": info.get("metrics", {}).get(
                      "speaker_norm", {}).get("validation")}
-        modes = ((("none", False),) if info["feature_spec"].get("normalization") == "none"
-                 else (("per_utterance", False), ("per_speaker", True)))
-        for mode, flag in modes:
-            metrics, _ = evaluate(version, rows, waves, speaker_norm=flag)
+        if "speaker_head" in info:  # zoo.refit_head: plain head, and per speaker (embeddings)
+            modes = [("none", False, 0), ("per_speaker", True, 0)] + [
+                (f"per_speaker_{k}_clips", True, k) for k in args.speaker_groups]
+        elif info["feature_spec"].get("normalization") == "none":
+            modes = [("none", False, 0)]
+        else:
+            modes = [("per_utterance", False, 0), ("per_speaker", True, 0)]
+        for mode, flag, group in modes:
+            metrics, _ = evaluate(version, rows, waves, speaker_norm=flag, speaker_group=group)
             entry[mode] = summary(metrics)
         results["models"][str(version)] = entry
     write_json_atomic(args.out, results)
@@ -82,10 +93,11 @@ def main(argv=None) -> int:
           "| validation UA (training) |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, entry in results["models"].items():
-        for mode in [k for k in ("none", "per_utterance", "per_speaker") if k in entry]:
+        for mode in [k for k in entry if k in ("none", "per_utterance")
+                     or k.startswith("per_speaker")]:
             m = entry[mode]
             validation = (entry["validation_per_speaker"] if mode == "per_speaker"
-                          else entry["validation"])
+                          else None if mode.startswith("per_speaker_") else entry["validation"])
             rav = m["per_corpus"].get("ravdess", {})
             calm = m.get("without_calm", {})
             print(f"| {name} | {mode.replace('_', ' ')} | {100 * m['ua']:.1f} | "

@@ -101,9 +101,13 @@ class ShardWriter:
         return shards
 
 
-def assign(rows: pd.DataFrame, mode: str, validation: float, test: float, seed: int):
+def assign(rows: pd.DataFrame, mode: str, validation: float, test: float, seed: int,
+           test_speakers=None, validation_speakers=None):
     if mode == "speaker":
-        split = splitting.speaker_split(rows, validation, test, seed)
+        split = splitting.speaker_split(rows, validation, test, seed, test_speakers,
+                                        validation_speakers)
+    elif test_speakers is not None or validation_speakers is not None:
+        raise BuildError("--test-speakers / --validation-speakers need --split speaker")
     elif mode == "random":
         split = splitting.random_split(rows, validation, test, seed)
     else:
@@ -167,9 +171,13 @@ def build(
     min_duration: float = MIN_DURATION,
     force: bool = False,
     progress: bool = True,
+    test_speakers: list[str] | None = None,
+    validation_speakers: list[str] | None = None,
     _fail_after: int | None = None,
 ) -> dict:
-    """Build (or confirm up to date) the TFRecord set in `out`; returns its schema dict."""
+    """Build (or confirm up to date) the TFRecord set in `out`; returns its schema dict.
+    test_speakers / validation_speakers: those sides by speaker id instead of by share
+    (pipelines.splits.speaker_split)."""
     out = Path(out)
     spec = spec or FeatureSpec()
     rows, skipped, notes = read_corpora(corpora, calm=calm)
@@ -179,6 +187,10 @@ def build(
                "test": test, "seed": seed, "calm": calm, "shard_mb": shard_mb,
                "min_duration": min_duration, "feature_spec": spec.to_dict(),
                "schema_version": SCHEMA_VERSION}
+    for key, speakers in (("test_speakers", test_speakers),
+                          ("validation_speakers", validation_speakers)):
+        if speakers is not None:  # only when given: older sets keep their fingerprint
+            options[key] = sorted(speakers)
     digest = fingerprint(rows, skipped, options)
     _stale_temporaries(out)  # before the up-to-date check: it may put a previous set back
     existing = out / "schema.json"
@@ -197,7 +209,8 @@ def build(
                          "or pass --force to replace it")
 
     rows = rows.copy()
-    rows["split"] = assign(rows, split_mode, validation, test, seed)
+    rows["split"] = assign(rows, split_mode, validation, test, seed, test_speakers,
+                           validation_speakers)
     if split_mode == "speaker":
         splitting.check_speaker_disjoint(rows)
     labels = ordered(rows["emotion"])
@@ -291,7 +304,9 @@ def _schema(kept, skipped, shards, labels, spec, notes, options, digest, seconds
         "feature_spec": spec.to_dict(),
         "split_method": {"mode": options["split_mode"], "validation": options["validation"],
                          "test": options["test"], "seed": options["seed"],
-                         "speaker_independent": options["split_mode"] == "speaker"},
+                         "speaker_independent": options["split_mode"] == "speaker",
+                         **{k: options[k] for k in ("test_speakers", "validation_speakers")
+                            if k in options}},
         "calm": options["calm"],
         "splits": per_split,
         "corpora": {c: {"files": int(n), "speakers": int(kept.loc[kept.corpus == c,
@@ -305,6 +320,13 @@ def _schema(kept, skipped, shards, labels, spec, notes, options, digest, seconds
         "fingerprint": digest,
         "options": options,
     }
+
+
+def _speaker_list(text: str) -> list[str]:
+    speakers = [s.strip() for s in text.split(",") if s.strip()]
+    if not speakers:
+        raise argparse.ArgumentTypeError("give one or more speaker ids, comma-separated")
+    return speakers
 
 
 def main(argv=None) -> int:
@@ -324,6 +346,11 @@ def main(argv=None) -> int:
                         help="share of each corpus' speakers held out for validation (0.1)")
     parser.add_argument("--test", type=float, default=0.1,
                         help="share of each corpus' speakers held out for test (0.1)")
+    parser.add_argument("--test-speakers", type=_speaker_list, metavar="ID,ID,...",
+                        help="exactly these speakers (manifest ids, e.g. ravdess_09) form the "
+                             "test split, instead of --test's share (e.g. for cross-validation)")
+    parser.add_argument("--validation-speakers", type=_speaker_list, metavar="ID,ID,...",
+                        help="the same for the validation split, instead of --validation")
     parser.add_argument("--seed", type=int, default=0, help="split seed (0)")
     parser.add_argument("--calm", default="neutral", choices=["neutral", "keep", "drop"],
                         help="RAVDESS calm: fold into neutral (default), keep as a class, drop")
@@ -341,7 +368,8 @@ def main(argv=None) -> int:
         schema = build(args.corpus, args.out, split_mode=args.split, validation=args.validation,
                        test=args.test, seed=args.seed, calm=args.calm, shard_mb=args.shard_mb,
                        workers=args.workers, min_duration=args.min_duration, force=args.force,
-                       progress=not args.quiet)
+                       progress=not args.quiet, test_speakers=args.test_speakers,
+                       validation_speakers=args.validation_speakers)
     except (BuildError, CorpusError, splitting.SplitError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -54,17 +54,28 @@ def speaker_split(
     validation: float = 0.1,
     test: float = 0.1,
     seed: int = 0,
+    test_speakers: list[str] | None = None,
+    validation_speakers: list[str] | None = None,
 ) -> pd.Series:
     """'train'/'validation'/'test' per row, whole speakers per side, per corpus.
 
     A corpus with n speakers gives round(n * test) speakers to test and round(n * validation)
     to validation, always leaving at least one speaker in train.
+
+    test_speakers / validation_speakers: exactly these speakers (ids as in the manifest, e.g.
+    ravdess_09) make up that side, in every corpus, instead of a share (e.g. the folds of a
+    cross-validation); every other speaker is assigned as usual for the other side, or trains.
     """
     if not 0 <= validation < 1 or not 0 <= test < 1 or validation + test >= 1:
         raise ValueError("validation and test are fractions that sum to less than 1")
     table = _speaker_table(rows)
-    assignment = {}
+    assignment = _pinned(table, test_speakers, validation_speakers)
+    if test_speakers is not None:
+        test = 0.0
+    if validation_speakers is not None:
+        validation = 0.0
     for corpus, group in table.groupby("corpus", sort=True):
+        group = group.loc[[s for s in group.index if s not in assignment]]
         order = _interleave_genders(list(group.index), group["gender"].to_dict(), seed)
         n = len(order)
         n_test = min(round(n * test), n - 1)
@@ -74,6 +85,21 @@ def speaker_split(
                 "test" if i < n_test else "validation" if i < n_test + n_val else "train"
             )
     return rows["speaker"].map(assignment).rename("split")
+
+
+def _pinned(table: pd.DataFrame, test_speakers, validation_speakers) -> dict[str, str]:
+    """{speaker: side} for speakers given by id, after checking the ids."""
+    pinned = {}
+    for side, speakers in (("test", test_speakers), ("validation", validation_speakers)):
+        for speaker in speakers or ():
+            if pinned.get(speaker, side) != side:
+                raise SplitError(f"speaker {speaker} is given for both test and validation")
+            pinned[speaker] = side
+    unknown = sorted(set(pinned) - set(table.index))
+    if unknown:
+        raise SplitError(f"no such speaker(s): {', '.join(unknown)} (speakers look like "
+                         f"{', '.join(list(table.index)[:3])})")
+    return pinned
 
 
 def speaker_folds(rows: pd.DataFrame, k: int = 5, seed: int = 0) -> pd.Series:

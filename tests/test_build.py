@@ -455,3 +455,25 @@ def test_splits_are_speaker_disjoint_and_written_down(built_set):
         assert len(in_shard) == shard["examples"] and set(in_shard["split"]) == {shard["split"]}
     assert len(tfset.files("train")) >= 2  # 0.5 MB shards
 
+
+
+def test_speakers_given_by_id_on_the_command_line(tmp_path, capsys):
+    """--test-speakers / --validation-speakers pin those sides (the schema records them); an
+    unknown id is a one-line error that writes nothing."""
+    from conftest import DEMO
+
+    out = tmp_path / "pinned"
+    assert main(["--corpus", f"ravdess={DEMO}", "--out", str(out), "--quiet", "--workers", "1",
+                 "--test-speakers", "ravdess_02,ravdess_05",
+                 "--validation-speakers", "ravdess_07"]) == 0
+    schema = json.loads((out / "schema.json").read_text())
+    assert schema["splits"]["test"]["speakers"] == ["ravdess_02", "ravdess_05"]
+    assert schema["splits"]["validation"]["speakers"] == ["ravdess_07"]
+    assert schema["split_method"]["test_speakers"] == ["ravdess_02", "ravdess_05"]
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    assert main(["--corpus", f"ravdess={DEMO}", "--out", str(bad), "--quiet", "--workers", "1",
+                 "--test-speakers", "ravdess_42"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no such speaker(s): ravdess_42") and "\n" not in err
+    assert not bad.exists()

@@ -65,7 +65,7 @@ def test_refit_exports_a_new_version_with_both_heads(refit_run, tiny_run):
         assert head[key]["l2"] == max(tried, key=lambda t: t["validation_ua"])["l2"]
     metrics = refit_run["metrics"]
     assert set(metrics["speaker_norm"]) == {"validation", "test"}
-    assert info["results"]["test"]["ua"] == metrics["test"]["ua"]
+    assert info["metrics"]["test"]["ua"] == metrics["test"]["ua"]
     card = (out / "model_card.md").read_text()
     assert "serving_by_speaker" in card and "Test speakers (never seen in training)" in card
     assert "test, embeddings standardised per speaker" in card
@@ -133,6 +133,14 @@ def test_evaluate_speaker_norm_goes_through_serving_by_speaker(refit_run, demo_s
     assert metrics["normalization"] == "per speaker (embeddings)"
     assert metrics["ua"] == pytest.approx(refit_run["metrics"]["speaker_norm"]["test"]["ua"])
     assert "warning" in capsys.readouterr().err  # 14 test clips < 20 per speaker
+    # requests of k clips per speaker: k >= the speaker's clips is the single request again
+    # (shuffled: the statistics do not depend on the order); small k differs
+    whole, _ = evaluate(refit_run["export"], rows, waves, speaker_norm=True, speaker_group=100)
+    assert whole["normalization"] == "per speaker (embeddings, requests of 100 clips)"
+    assert whole["ua"] == pytest.approx(metrics["ua"])
+    pairs, pred = evaluate(refit_run["export"], rows, waves, speaker_norm=True, speaker_group=2)
+    _, single = evaluate(refit_run["export"], rows, waves, speaker_norm=True)
+    assert not np.allclose(pred.filter(like="p_").to_numpy(), single.filter(like="p_").to_numpy())
     plain, _ = evaluate(refit_run["export"], rows, waves)
     assert plain["normalization"] == "none"
     assert plain["ua"] == pytest.approx(refit_run["metrics"]["test"]["ua"])
@@ -155,3 +163,41 @@ def test_cli_errors_are_one_line(refit_run, tiny_run, demo_set, tmp_path, capsys
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_request_body_for_serving_by_speaker_round_trips(refit_run, tmp_path, capsys):
+    """`zoo.serving request a b c --signature serving_by_speaker --speaker X`: one request of
+    three rows (padded, with lengths and the id), answered as the runner answers."""
+    import soundfile as sf
+    import tensorflow as tf
+
+    from pipelines.audio import load
+    from zoo import serving
+    from zoo.inference import SavedModelRunner
+    from zoo.layout import SIGNATURE_SPEAKER
+
+    files = sorted((DEMO / "Actor_03").glob("*.flac"))[:3]
+    paths = []
+    for i, f in enumerate(files):
+        paths.append(tmp_path / f"clip{i}.wav")
+        sf.write(paths[-1], load(f), 16000, subtype="FLOAT")
+    export = refit_run["export"]
+    argv = ["request", *map(str, paths), "--model", str(export), "--signature",
+            SIGNATURE_SPEAKER]
+    assert serving.main(argv) == 2  # no --speaker
+    assert "--speaker" in capsys.readouterr().err
+    assert serving.main(argv + ["--speaker", "alice"]) == 0
+    captured = capsys.readouterr()
+    assert "at least 20" in captured.err  # 3 clips: warned
+    body = json.loads(captured.out)
+    inputs = body["inputs"]
+    assert body["signature_name"] == SIGNATURE_SPEAKER and inputs["speaker"] == ["alice"] * 3
+    waves = [load(p) for p in paths]
+    assert inputs["length"] == [len(w) for w in waves]
+    loaded = tf.saved_model.load(str(export))
+    served = loaded.signatures[SIGNATURE_SPEAKER](
+        waveform=tf.constant(inputs["waveform"], tf.float32),
+        length=tf.constant(inputs["length"], tf.int32),
+        speaker=tf.constant(inputs["speaker"]))["probabilities"].numpy()
+    direct = SavedModelRunner(export).predict_by_speaker(waves, ["alice"] * 3)
+    np.testing.assert_allclose(served, direct, atol=1e-6)

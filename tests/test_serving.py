@@ -323,3 +323,13 @@ def test_promote_of_something_that_is_not_an_export_is_one_line(tmp_path, capsys
     assert serving.main(["promote", str(tmp_path / "empty"), "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_request_body_of_several_clips():
+    a, b = serving_check.synthetic_clip(0.5, seed=1), serving_check.synthetic_clip(0.3, seed=2)
+    with pytest.raises(serving.ServingError, match="different lengths"):
+        serving.request_body([a, b])
+    body = serving.request_body([a, b], SIGNATURE_LENGTH)
+    assert body["inputs"]["length"] == [len(a), len(b)]
+    rows = np.asarray(body["inputs"]["waveform"], np.float32)
+    assert rows.shape == (2, len(a)) and not rows[1, len(b):].any()

@@ -50,6 +50,29 @@ def test_speaker_split_keeps_speakers_on_one_side(rows):
     assert set(split[rows["corpus"] != "big"]) == {"train"}
 
 
+def test_speakers_given_by_id_make_up_their_side(rows):
+    split = speaker_split(rows, validation=0.1, test=0.1, test_speakers=["big_03", "trio_01"],
+                          validation_speakers=["big_07"])
+    side = rows.assign(split=split).groupby("speaker")["split"].first()
+    assert sorted(side[side == "test"].index) == ["big_03", "trio_01"]
+    assert list(side[side == "validation"].index) == ["big_07"]
+    check_speaker_disjoint(rows.assign(split=split))
+    # only validation pinned: test still takes its share of each corpus, never big_07
+    split = speaker_split(rows, validation=0.1, test=0.1, validation_speakers=["big_07"])
+    side = rows.assign(split=split).groupby("speaker")["split"].first()
+    assert side["big_07"] == "validation" and (side == "validation").sum() == 1
+    assert (side[side.index.str.startswith("big")] == "test").sum() == 2
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"test_speakers": ["big_99"]}, "no such speaker"),
+    ({"test_speakers": ["big_01"], "validation_speakers": ["big_01"]}, "both test and valid"),
+])
+def test_speakers_given_by_id_are_checked(rows, kwargs, message):
+    with pytest.raises(SplitError, match=message):
+        speaker_split(rows, **kwargs)
+
+
 def test_speaker_split_is_deterministic_and_order_independent(rows):
     first = speaker_split(rows, seed=3)
     assert first.equals(speaker_split(rows, seed=3))

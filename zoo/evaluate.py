@@ -103,11 +103,13 @@ def check_speaker_norm(normalization: str, model) -> None:
 
 
 def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size: int = 16,
-             speaker_norm: bool = False):
+             speaker_norm: bool = False, speaker_group: int = 0):
     """(metrics dict, predictions DataFrame) for clips with an `emotion` column.
 
     speaker_norm: normalise features with statistics over each speaker's clips instead of each
-    clip's own (explicit opt-in; the figures are labelled with it).
+    clip's own (explicit opt-in; the figures are labelled with it). For exports with
+    serving_by_speaker (zoo.refit_head), speaker_group k > 0 sends each speaker's clips in
+    random requests of k clips instead of one request with all of them.
     """
     from zoo.inference import SavedModelRunner
     from zoo.metrics import full_report
@@ -128,7 +130,9 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
     waves = [w for w, k in zip(waves, keep) if k]
     if stats is not None:
         stats = (stats[0][keep], stats[1][keep])
-    if by_speaker:
+    if by_speaker and speaker_group:
+        probs = runner.predict_by_speaker(waves, speaker_ids(rows), group_size=speaker_group)
+    elif by_speaker:
         few = rows["speaker"].value_counts()
         few = few[few < runner.info["speaker_head"].get("min_clips_per_speaker", 1)]
         if len(few):
@@ -149,7 +153,9 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
     trained_share = runner.info.get("speaker_norm_training_share", 0.0)
     metrics.update(model=str(runner.path), excluded_labels=unknown,
                    speakers=int(pred["speaker"].nunique()),
-                   normalization="per speaker (embeddings)" if by_speaker else
+                   normalization=(f"per speaker (embeddings, requests of {speaker_group} "
+                                  "clips)" if by_speaker and speaker_group else
+                                  "per speaker (embeddings)") if by_speaker else
                    "per speaker" if speaker_norm else
                    "per utterance" if normalization != "none" else "none",
                    speaker_norm_training_share=trained_share)

@@ -71,16 +71,29 @@ class SavedModelRunner:
         """Whether the export has serving_by_speaker (zoo.refit_head)."""
         return SIGNATURE_SPEAKER in self.loaded.signatures
 
-    def predict_by_speaker(self, waves: list[np.ndarray], speakers) -> np.ndarray:
+    def predict_by_speaker(self, waves: list[np.ndarray], speakers, group_size: int = 0,
+                           seed: int = 0) -> np.ndarray:
         """Probabilities [n, classes] through serving_by_speaker: one request per speaker
-        holding all of that speaker's clips (the statistics come from the request)."""
+        holding all of that speaker's clips (the statistics come from the request), or, with
+        group_size k, each speaker's clips dealt at random (seeded) into requests of k clips
+        (the last may hold fewer): how well the model does when a client has only k clips of a
+        speaker at a time."""
         tf = quiet_tensorflow()
         if not self.by_speaker:
             raise ValueError(f"{self.path}: exported without the {SIGNATURE_SPEAKER} signature")
         speakers = np.asarray(speakers).astype(str)
-        out = np.zeros((len(waves), len(self.labels)), np.float32)
+        rng = np.random.default_rng(seed)
+        requests = []
         for speaker in dict.fromkeys(speakers):
             idx = np.flatnonzero(speakers == speaker)
+            if group_size > 0:
+                idx = rng.permutation(idx)
+                requests += [(speaker, idx[i:i + group_size])
+                             for i in range(0, len(idx), group_size)]
+            else:
+                requests.append((speaker, idx))
+        out = np.zeros((len(waves), len(self.labels)), np.float32)
+        for speaker, idx in requests:
             length = np.array([len(waves[i]) for i in idx], np.int32)
             batch = np.zeros((len(idx), int(length.max())), np.float32)
             for row, i in enumerate(idx):

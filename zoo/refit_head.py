@@ -317,7 +317,7 @@ def refit(args) -> dict:
     from zoo.train_report import headline
     meta = {"speaker_head": {"source": str(source), "embedding_input_of": EMBEDDING_INPUT_OF,
                              "min_clips_per_speaker": args.min_clips, **selection},
-            "results": headline(metrics), "data": str(args.data),
+            "metrics": headline(metrics), "data": str(args.data),
             "speaker_split": tfset.schema["split_method"]}
     out = export_refit(plain_model(model, plain), trunk, speaker, spec, labels, args.export,
                        name, card, meta, args.version)

@@ -1,7 +1,7 @@
 """TF Serving side of the zoo: the server's model config, REST request bodies, export checks.
 
     python -m zoo.serving config [--root savedmodels] [--base-path /models]
-    python -m zoo.serving request FILE.wav [--model NAME] [--format inputs|instances]
+    python -m zoo.serving request FILE.wav [FILE ...] [--model NAME] [--format inputs|instances]
                                   [--signature serving_default|serving_with_length|...]
     python -m zoo.serving check savedmodels/<model>/<version> [--wav FILE]
     python -m zoo.serving promote runs/<run-exports>/<model>/<version> [--root savedmodels]
@@ -9,8 +9,9 @@
 
 `savedmodels/` is a TF Serving model base path as it stands (`<model>/<version>/saved_model.pb`);
 `config` writes `savedmodels/models.config` for `tensorflow_model_server --model_config_file`.
-`request` prints the JSON body of a REST `:predict` call for one audio file (decoded with
-pipelines.audio: any format libsndfile reads, 16 kHz mono). `check` validates an export the way
+`request` prints the JSON body of a REST `:predict` call for one audio file or several (decoded
+with pipelines.audio: any format libsndfile reads, 16 kHz mono; several files are the rows of
+one request, e.g. all clips of a speaker for serving_by_speaker). `check` validates an export the way
 the server will use it: layout, assets, signatures (from `saved_model_cli show --all` and from
 the loaded SavedModel), a load with the TF1-style loader TF Serving runs, and a call on a test
 waveform compared with the Keras model's own output (zoo.serving_check). `promote` copies a
@@ -28,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.layout import (SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS, SIGNATURES,
-                        read_export, resolve_version)
+from zoo.layout import (SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_SPEAKER, SIGNATURE_STATS,
+                        SIGNATURES, read_export, resolve_version)
 
 CONFIG_NAME = "models.config"
 
@@ -80,31 +81,45 @@ def _float_list(values: np.ndarray) -> list[float]:
     return [float(str(v)) for v in np.asarray(values, np.float32).ravel()]
 
 
-def request_body(waveform: np.ndarray, signature: str = SIGNATURE_DEFAULT,
-                 fmt: str = "inputs", stats: tuple | None = None) -> dict:
-    """The JSON body of a REST :predict request for one clip (1-D float32 at 16 kHz).
+def request_body(waveform, signature: str = SIGNATURE_DEFAULT, fmt: str = "inputs",
+                 stats: tuple | None = None, speaker: str | None = None) -> dict:
+    """The JSON body of a REST :predict request for one clip (1-D float32 at 16 kHz) or several
+    (a list of them: rows zero-padded to the longest, each with its `length`).
 
     fmt 'inputs' (columnar): {"signature_name", "inputs": {"waveform": [[...]], ...}};
     'instances' (row): {"signature_name", "instances": [{"waveform": [...], ...}]}.
-    serving_with_length adds length; serving_with_stats also needs stats = (mean, std) [C].
+    serving_with_length adds length; serving_with_stats also needs stats = (mean, std) [C];
+    serving_by_speaker needs `speaker`, sent with every clip (all clips of one speaker).
     """
-    waveform = np.asarray(waveform, np.float32)
-    if waveform.ndim != 1 or not len(waveform):
-        raise ServingError("request_body: one non-empty 1-D waveform needed")
-    row = {"waveform": _float_list(waveform)}
-    if signature in (SIGNATURE_LENGTH, SIGNATURE_STATS):
-        row["length"] = int(len(waveform))
-    if signature == SIGNATURE_STATS:
-        if stats is None:
-            raise ServingError(f"{SIGNATURE_STATS} needs feature statistics (--stats, --speaker)")
-        row["feature_mean"] = _float_list(stats[0])
-        row["feature_std"] = _float_list(stats[1])
-    elif signature not in (SIGNATURE_DEFAULT, SIGNATURE_LENGTH):
+    clips = [np.asarray(w, np.float32) for w in
+             (waveform if isinstance(waveform, (list, tuple)) else [waveform])]
+    if not clips or any(c.ndim != 1 or not len(c) for c in clips):
+        raise ServingError("request_body: non-empty 1-D waveforms needed")
+    if signature not in (*SIGNATURES, SIGNATURE_SPEAKER):
         raise ServingError(f"unknown signature {signature!r}")
+    longest = max(len(c) for c in clips)
+    if signature == SIGNATURE_DEFAULT and any(len(c) != longest for c in clips):
+        raise ServingError(f"clips of different lengths need --signature {SIGNATURE_LENGTH} "
+                           f"(or {SIGNATURE_SPEAKER})")
+    if signature == SIGNATURE_STATS and stats is None:
+        raise ServingError(f"{SIGNATURE_STATS} needs feature statistics (--stats, --speaker)")
+    if signature == SIGNATURE_SPEAKER and not speaker:
+        raise ServingError(f"{SIGNATURE_SPEAKER} needs --speaker ID (the same for every clip)")
+    rows = []
+    for clip in clips:
+        row = {"waveform": _float_list(np.pad(clip, (0, longest - len(clip))))}
+        if signature != SIGNATURE_DEFAULT:
+            row["length"] = int(len(clip))
+        if signature == SIGNATURE_STATS:
+            row["feature_mean"] = _float_list(stats[0])
+            row["feature_std"] = _float_list(stats[1])
+        if signature == SIGNATURE_SPEAKER:
+            row["speaker"] = speaker
+        rows.append(row)
     if fmt == "instances":
-        return {"signature_name": signature, "instances": [row]}
+        return {"signature_name": signature, "instances": rows}
     if fmt == "inputs":
-        return {"signature_name": signature, "inputs": {k: [v] for k, v in row.items()}}
+        return {"signature_name": signature, "inputs": {k: [r[k] for r in rows] for k in rows[0]}}
     raise ServingError(f"format must be 'inputs' or 'instances', not {fmt!r}")
 
 
@@ -134,7 +149,7 @@ def _cmd_config(args) -> int:
 
 
 def _cmd_request(args) -> int:
-    signatures = list(SIGNATURES)
+    signatures, info = list(SIGNATURES), {}
     if args.model:
         folder = Path(args.model) if Path(args.model).is_dir() else Path(args.root) / args.model
         try:
@@ -148,7 +163,12 @@ def _cmd_request(args) -> int:
     stats = None
     if args.signature == SIGNATURE_STATS:
         stats = _speaker_stats(args.stats, args.speaker)
-    body = request_body(_decode(args.file), args.signature, args.format, stats)
+    wanted = info.get("speaker_head", {}).get("min_clips_per_speaker", 0) if args.model else 0
+    if args.signature == SIGNATURE_SPEAKER and len(args.file) < wanted:
+        print(f"warning: {len(args.file)} clips; the model card asks for at least {wanted} per "
+              "speaker in a request (the statistics come from them)", file=sys.stderr)
+    body = request_body([_decode(f) for f in args.file], args.signature, args.format, stats,
+                        args.speaker if args.signature == SIGNATURE_SPEAKER else None)
     text = json.dumps(body, separators=(",", ":"))
     if args.out:
         from pipelines.io import write_text_atomic
@@ -224,15 +244,19 @@ def main(argv=None) -> int:
     p.add_argument("--base-path", help="the root as the server sees it, e.g. /models in a "
                                        "container (default: absolute path here)")
     p = sub.add_parser("request", help="print the JSON body of a REST :predict request")
-    p.add_argument("file", help="audio file (any format libsndfile reads; resampled to 16 kHz)")
+    p.add_argument("file", nargs="+",
+                   help="audio file(s) (any format libsndfile reads; resampled to 16 kHz); "
+                        "several make one request of several rows")
     p.add_argument("--model", help="model name under --root (or its folder): checks that it "
                                    "has the signature")
     p.add_argument("--root", default="savedmodels")
     p.add_argument("--format", default="inputs", choices=["inputs", "instances"])
     p.add_argument("--signature", default=SIGNATURE_DEFAULT,
-                   choices=SIGNATURES)
+                   choices=[*SIGNATURES, SIGNATURE_SPEAKER])
     p.add_argument("--stats", help=f"speaker statistics JSON ({SIGNATURE_STATS})")
-    p.add_argument("--speaker", help=f"speaker id in --stats ({SIGNATURE_STATS})")
+    p.add_argument("--speaker", help=f"speaker id in --stats ({SIGNATURE_STATS}), or the id "
+                                     f"sent with every clip ({SIGNATURE_SPEAKER}: give all of "
+                                     "one speaker's clips)")
     p.add_argument("--out", help="write the body here instead of stdout")
     p = sub.add_parser("promote", help="copy an export (e.g. runs/<run>/...) into the model "
                                        "base folder as <name>/<version>, atomically")

@@ -102,7 +102,8 @@ def parse_show_all(text: str) -> dict:
 
 def expected_signatures(num_classes: int, names=None) -> dict:
     """{signature: {"inputs": {name: (dtype, shape)}, "outputs": {...}}} of a zoo export, in
-    saved_model_cli's words (DT_FLOAT, -1 for any size)."""
+    saved_model_cli's words (DT_FLOAT, -1 for any size). names: those listed in zoo.json;
+    default the three every feature export has (serving_by_speaker only when named)."""
     waveform = ("DT_FLOAT", (-1, -1))
     length = ("DT_INT32", (-1,))
     outputs = {"probabilities": ("DT_FLOAT", (-1, num_classes)), "label": ("DT_STRING", (-1,))}
@@ -118,7 +119,7 @@ def expected_signatures(num_classes: int, names=None) -> dict:
                                        "speaker": ("DT_STRING", (-1,))},
                             "outputs": outputs},
     }
-    names = names or list(every)
+    names = names or [SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS]  # every export
     return {n: every[n] for n in names if n in every}
 
 
