@@ -104,7 +104,7 @@ def main(argv=None) -> int:
                   f"{100 * m['wa']:.1f} | {100 * m['macro_f1']:.1f} | "
                   f"{100 * rav.get('ua', float('nan')):.1f} | "
                   f"{100 * calm.get('ua', float('nan')):.1f} | "
-                  f"{100 * (validation or {}).get('ua', float('nan')):.1f} |")
+                  + (f"{100 * validation['ua']:.1f} |" if validation else " |"))
     return 0
 
 

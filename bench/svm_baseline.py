@@ -17,7 +17,10 @@ normalised in one of two ways, each reported:
 
 - none: the numbers as they are (the scaler is fitted on training clips only);
 - per speaker: each clip's numbers are standardised with the mean and standard deviation
-  over all clips of its speaker (no labels used), as `zoo.evaluate --speaker-norm` allows.
+  over all clips of its speaker (no labels used), as zoo.refit_head does with embeddings;
+- frames per speaker: the statistics of frames standardised with the mean and standard
+  deviation over all frames of the speaker (what `--speaker-norm` does to a model's input
+  features), for comparison.
 
 (Per-utterance normalisation has no SVM counterpart: it sets every clip's means to 0 and
 standard deviations to 1, leaving these statistics nothing to classify.)
@@ -57,7 +60,7 @@ from zoo.models import zoo_mfcc_spec  # noqa: E402
 
 SPLITS = ("train", "validation", "test")
 FEATURE_SETS = ("mfcc", "mfcc+delta+logmel")
-MODES = ("none", "per speaker")
+MODES = ("none", "per speaker", "frames per speaker")
 FOLDS = 5
 KEYS = ("n", "ua", "wa", "macro_f1")
 
@@ -76,10 +79,24 @@ def delta_stats(features: list[np.ndarray]) -> np.ndarray:
     return np.stack(out)
 
 
-def clip_statistics(waves: list[np.ndarray], spec) -> dict[str, np.ndarray]:
-    """feature set name -> [clips, dims]."""
+def frames_per_speaker(features: list[np.ndarray], speakers: np.ndarray) -> list[np.ndarray]:
+    """Each clip's frames standardised with the mean and std over all frames of its speaker."""
+    out = list(features)
+    for s in np.unique(speakers):
+        idx = np.flatnonzero(speakers == s)
+        frames = np.concatenate([features[i] for i in idx])
+        mean, std = frames.mean(axis=0), frames.std(axis=0) + 1e-6
+        for i in idx:
+            out[i] = (features[i] - mean) / std
+    return out
+
+
+def clip_statistics(waves: list[np.ndarray], spec, speakers=None) -> dict[str, np.ndarray]:
+    """feature set name -> [clips, dims]; with speakers, of frames normalised per speaker."""
     mfcc = compute_many(waves, spec)
     logmel = compute_many(waves, spec.replace(kind="logmel"))
+    if speakers is not None:
+        mfcc, logmel = frames_per_speaker(mfcc, speakers), frames_per_speaker(logmel, speakers)
     base = mean_std(mfcc)
     return {"mfcc": base,
             "mfcc+delta+logmel": np.hstack([base, delta_stats(mfcc), mean_std(logmel)])}
@@ -137,14 +154,17 @@ def main(argv=None) -> int:
     y = np.array([labels.index(e) for e in rows["emotion"]])
     split = rows["split"].to_numpy()
     speakers = rows["speaker"].to_numpy()
-    raw = clip_statistics(waves, zoo_mfcc_spec().replace(normalization="none"))
+    spec = zoo_mfcc_spec().replace(normalization="none")
+    raw = clip_statistics(waves, spec)
+    framed = clip_statistics(waves, spec, speakers)
     folds = ravdess_folds(rows)
 
     results = {"split": {}, "ravdess_cv": {}}
     for name in FEATURE_SETS:
         for mode in MODES:
             key = f"{name}, {mode}"
-            x = per_speaker(raw[name], speakers) if mode == "per speaker" else raw[name]
+            x = {"none": raw[name], "per speaker": per_speaker(raw[name], speakers),
+                 "frames per speaker": framed[name]}[mode]
             train = split == "train"
             results["split"][key] = {}
             for part in ("validation", "test"):

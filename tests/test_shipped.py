@@ -44,3 +44,26 @@ def test_shipped_model_serves_a_real_clip(name):
     probs = runner.predict([clip, clip[:16000]])
     assert probs.shape == (2, len(runner.labels))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+
+
+by_speaker = [p for p in present
+              if "speaker_head" in json.loads((ROOT / "savedmodels" / p / "zoo.json").read_text())]
+
+
+@pytest.mark.parametrize("name", by_speaker)
+def test_shipped_refit_model_serves_a_speaker(name):
+    """The re-fitted versions (zoo.refit_head) answer serving_by_speaker for one actor's demo
+    clips, and their card names the source version and the per-speaker results."""
+    from pipelines.audio import load
+    from zoo.inference import SavedModelRunner
+    from conftest import DEMO
+
+    version = ROOT / "savedmodels" / name
+    info = json.loads((version / "zoo.json").read_text())
+    assert (ROOT / info["speaker_head"]["source"] / "saved_model.pb").is_file()
+    assert "embeddings standardised per speaker" in (version / "model_card.md").read_text()
+    runner = SavedModelRunner(version)
+    waves = [load(f) for f in sorted((DEMO / "Actor_04").glob("*.flac"))]
+    probs = runner.predict_by_speaker(waves, ["Actor_04"] * len(waves))
+    assert probs.shape == (len(waves), len(runner.labels))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)

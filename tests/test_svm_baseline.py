@@ -34,3 +34,15 @@ def test_clip_statistics_shapes_and_values():
     deltas = delta_stats([ramp, single])
     np.testing.assert_allclose(deltas[0], [1.0, 2.0, 0.0, 0.0])
     np.testing.assert_allclose(deltas[1], 0.0)                # one frame: no change, no NaN
+
+
+def test_frames_per_speaker_uses_all_frames_of_the_speaker():
+    from bench.svm_baseline import frames_per_speaker
+
+    a1, a2 = np.full((3, 2), 1.0), np.full((1, 2), 5.0)    # speaker a: frames 1, 1, 1, 5
+    b = np.array([[2.0, 4.0], [4.0, 8.0]])
+    out = frames_per_speaker([a1, b, a2], np.array(["a", "b", "a"]))
+    both = np.concatenate([out[0], out[2]])
+    np.testing.assert_allclose(both.mean(axis=0), 0, atol=1e-9)   # over the speaker's frames,
+    np.testing.assert_allclose(out[0][0], [-1 / np.sqrt(3)] * 2, atol=1e-5)  # not per clip
+    np.testing.assert_allclose(out[1], [[-1, -1], [1, 1]], atol=1e-5)
