@@ -268,7 +268,7 @@ def refit(args) -> dict:
     """Embed, fit both heads, measure, export; returns the metrics (also in zoo.json)."""
     quiet_tensorflow()
     from zoo.metrics import format_table, full_report
-    from zoo.train import check_data
+    from zoo.train_setup import check_data
     from pipelines.tfrecord import open_set
 
     started = time.perf_counter()
@@ -365,7 +365,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from pipelines.tfrecord import SchemaError
-    from zoo.train import TrainError
+    from zoo.train_setup import TrainError
 
     try:
         refit(args)

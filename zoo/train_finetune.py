@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.tfenv import quiet_tensorflow
-from zoo.train import (TrainConfig, TrainError, check_data, demo_data, export_base,
-                       resolve_run_dir)
+from zoo.train_setup import (TrainConfig, TrainError, check_data, demo_data, export_base,
+                             resolve_run_dir)
 
 
 def raw_spec():

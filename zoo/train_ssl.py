@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.tfenv import quiet_tensorflow
-from zoo.train import (TrainConfig, TrainError, check_data, export_base, package_versions,
-                       resolve_run_dir)
+from zoo.train_setup import (TrainConfig, TrainError, check_data, export_base,
+                             package_versions, resolve_run_dir)
 from zoo.train_report import finish_run, headline, prediction_rows
 
 
@@ -70,7 +70,7 @@ def train_head(config: TrainConfig, entry) -> dict:
     from zoo.callbacks import ResumeState, ValidationMetrics
     from zoo.models.ssl_heads import HeadConfigError
     from zoo.registry import build_model
-    from zoo.train import make_strategy
+    from zoo.train_setup import make_strategy
 
     eset, dim = open_head_data(config, entry)
     if config.strategy == "multiworker":
