@@ -201,3 +201,37 @@ def test_request_body_for_serving_by_speaker_round_trips(refit_run, tmp_path, ca
         speaker=tf.constant(inputs["speaker"]))["probabilities"].numpy()
     direct = SavedModelRunner(export).predict_by_speaker(waves, ["alice"] * 3)
     np.testing.assert_allclose(served, direct, atol=1e-6)
+
+
+def test_predict_by_speaker_uses_each_folder_as_a_speaker(refit_run, tiny_run, tmp_path,
+                                                          capsys):
+    """zoo.predict --by-speaker: files grouped by their folder, windows of a speaker in one
+    serving_by_speaker request; the same as the runner on those clips. Models without the
+    signature are refused with one line."""
+    import pandas as pd
+
+    from pipelines.audio import load
+    from zoo.inference import SavedModelRunner
+    from zoo.predict import main
+
+    folders = {}
+    for actor in ("Actor_05", "Actor_06"):
+        folders[actor] = sorted((DEMO / actor).glob("*.flac"))[:6]
+        (tmp_path / "in" / actor).mkdir(parents=True)
+        for f in folders[actor]:
+            shutil.copy(f, tmp_path / "in" / actor / f.name)
+    out = tmp_path / "pred.csv"
+    assert main(["--model", str(refit_run["export"]), str(tmp_path / "in"), "--by-speaker",
+                 "--window", "30", "--out", str(out), "--quiet", "--workers", "1"]) == 0
+    assert "fewer than 20 clips" in capsys.readouterr().err
+    rows = pd.read_csv(out)
+    assert set(rows["kind"]) == {"file"}  # 30 s windows: one per clip
+    assert sorted(rows["speaker"].unique()) == ["Actor_05", "Actor_06"]
+    runner = SavedModelRunner(refit_run["export"])
+    for actor, files in folders.items():
+        expected = runner.predict_by_speaker([load(f) for f in files], [actor] * len(files))
+        mine = rows[rows["speaker"] == actor].sort_values("path")
+        np.testing.assert_allclose(mine.filter(like="p_").to_numpy(), expected, atol=1e-5)
+    assert main(["--model", str(tiny_run["export"]), str(tmp_path / "in"), "--by-speaker"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no serving_by_speaker signature" in err and "\n" not in err

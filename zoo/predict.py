@@ -1,7 +1,7 @@
 """Predict emotions for audio files or folders with an exported model.
 
     python -m zoo.predict --model savedmodels/mfcc_cnn[/<version>] PATH... [--window 4 --hop 2]
-                          [--out predictions.csv|.json]
+                          [--by-speaker] [--out predictions.csv|.json]
 
 PATH: files (any format libsndfile reads, resampled to 16 kHz mono) or folders, searched
 recursively for audio files. The model is the highest version unless a version folder is given,
@@ -9,7 +9,9 @@ called through its `serving_with_length` signature as TF Serving would. A record
 --window seconds is cut into windows of --window seconds every --hop seconds (the last one ends
 at the recording's end); each window gets a row, and the file's prediction is the mean of its
 window probabilities. Files that cannot be read are listed with the reason; the others are still
-predicted. Exit code: 0 all files predicted, 1 some failed, 2 bad usage.
+predicted. With --by-speaker (models re-fitted by zoo.refit_head), each folder's files are one
+speaker, classified through serving_by_speaker with statistics over all of that speaker's
+windows. Exit code: 0 all files predicted, 1 some failed, 2 bad usage.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class FileResult:
 
     path: str
     duration: float = 0.0
+    speaker: str = ""
     bounds: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     window_probs: np.ndarray | None = None
     error: str = ""
@@ -140,6 +143,41 @@ def predict_files(runner, files, window: float = DEFAULT_WINDOW, hop: float | No
     return results
 
 
+def predict_files_by_speaker(runner, files, window: float = DEFAULT_WINDOW,
+                             hop: float | None = None, workers=None,
+                             progress: bool = True) -> list[FileResult]:
+    """Like predict_files, through serving_by_speaker: a file's speaker is the folder holding
+    it, and all windows of a speaker's files go into one request, whose statistics they are.
+    Every file is decoded before the model is called (a speaker's clips must be together)."""
+    from pipelines.parallel import imap_ordered
+    from zoo.evaluate import decode_or_reason
+
+    hop = window if hop is None else hop
+    win, step = int(round(window * SAMPLE_RATE)), int(round(hop * SAMPLE_RATE))
+    results, pieces, owners = [], [], []
+    decoding = imap_ordered(decode_or_reason, [str(f) for f in files], workers, desc="decoding",
+                            progress=progress)
+    with contextlib.closing(decoding):
+        for path, decoded in zip(files, decoding):
+            result = FileResult(str(path), speaker=Path(path).resolve().parent.name)
+            results.append(result)
+            if isinstance(decoded, str):
+                result.error = decoded
+                continue
+            result.duration = len(decoded) / SAMPLE_RATE
+            result.bounds = window_bounds(len(decoded), win, step)
+            pieces += [decoded[a:b] for a, b in result.bounds]
+            owners += [result] * len(result.bounds)
+    if pieces:
+        probs = runner.predict_by_speaker(pieces, [r.speaker for r in owners])
+        at = 0
+        for result in results:
+            if not result.error:
+                result.window_probs = probs[at:at + len(result.bounds)]
+                at += len(result.bounds)
+    return results
+
+
 def to_rows(results: list[FileResult], labels: list[str]):
     """DataFrame: a 'file' row per file (mean over windows; error if unreadable) followed by
     its 'window' rows when it was cut into windows."""
@@ -147,7 +185,8 @@ def to_rows(results: list[FileResult], labels: list[str]):
 
     rows = []
     for r in results:
-        base = {"path": r.path, "kind": "file", "window": None, "start_s": 0.0,
+        base = {"path": r.path, "speaker": r.speaker, "kind": "file", "window": None,
+                "start_s": 0.0,
                 "end_s": round(r.duration, 4), "windows": len(r.bounds)}
         if r.error:
             rows.append({**base, "start_s": None, "end_s": None, "windows": 0, "label": None,
@@ -156,10 +195,12 @@ def to_rows(results: list[FileResult], labels: list[str]):
         rows.append({**base, **_probs(r.probabilities, labels), "error": ""})
         if r.windowed:
             for i, ((s, e), p) in enumerate(zip(r.bounds, r.window_probs)):
-                rows.append({"path": r.path, "kind": "window", "window": i,
+                rows.append({"path": r.path, "speaker": r.speaker, "kind": "window",
+                             "window": i,
                              "start_s": s / SAMPLE_RATE, "end_s": e / SAMPLE_RATE, "windows": 1,
                              **_probs(p, labels), "error": ""})
-    columns = ["path", "kind", "window", "start_s", "end_s", "windows", "label",
+    columns = ["path", *(["speaker"] if any(r.speaker for r in results) else []), "kind",
+               "window", "start_s", "end_s", "windows", "label",
                *[f"p_{name}" for name in labels], "error"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["window"] = frame["window"].astype("Int64")
@@ -177,7 +218,8 @@ def to_json(results: list[FileResult], labels: list[str], meta: dict) -> dict:
         if r.error:
             failed.append({"path": r.path, "reason": r.error})
             continue
-        entry = {"path": r.path, "duration_s": round(r.duration, 4),
+        entry = {"path": r.path, **({"speaker": r.speaker} if r.speaker else {}),
+                 "duration_s": round(r.duration, 4),
                  "label": labels[int(np.argmax(r.probabilities))],
                  "probabilities": _named(r.probabilities, labels)}
         if r.windowed:
@@ -222,6 +264,11 @@ def main(argv=None) -> int:
                         help=f"window length in seconds for long recordings ({DEFAULT_WINDOW})")
     parser.add_argument("--hop", type=float, help="seconds between window starts (= --window)")
     parser.add_argument("--out", help="write the predictions here: .csv or .json")
+    parser.add_argument("--by-speaker", action="store_true",
+                        help="models re-fitted by zoo.refit_head (e.g. mfcc_cnn/3): treat each "
+                             "folder's files as one speaker and classify them with statistics "
+                             "over all of that speaker's windows (serving_by_speaker; give at "
+                             "least 20 clips per speaker). Off unless asked")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, help="decoding processes (all cores)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -240,7 +287,10 @@ def main(argv=None) -> int:
         if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
             raise PredictError(f"--out {args.out}: .csv or .json expected")
         model = resolve_version(args.model)
-        read_export(model)
+        info = read_export(model)
+        if args.by_speaker and "speaker_head" not in info:
+            raise PredictError(f"{model}: no serving_by_speaker signature (--by-speaker needs a "
+                               "model re-fitted by python -m zoo.refit_head)")
         files, ignored = collect_files(args.paths)
         if not files:
             raise PredictError("no audio files found in " + ", ".join(args.paths))
@@ -252,12 +302,19 @@ def main(argv=None) -> int:
     from zoo.inference import SavedModelRunner
 
     runner = SavedModelRunner(model)
-    results = predict_files(runner, files, args.window, hop, args.batch_size, args.workers,
-                            progress=not args.quiet)
+    if args.by_speaker:
+        results = predict_files_by_speaker(runner, files, args.window, hop, args.workers,
+                                           progress=not args.quiet)
+        _warn_few_clips(results, info["speaker_head"].get("min_clips_per_speaker", 0))
+    else:
+        results = predict_files(runner, files, args.window, hop, args.batch_size, args.workers,
+                                progress=not args.quiet)
     labels = runner.labels
     failed = [r for r in results if r.error]
     print(f"{runner.path}: {len(results) - len(failed)} of {len(results)} files predicted "
-          f"(windows {args.window:g} s, hop {hop:g} s)")
+          f"(windows {args.window:g} s, hop {hop:g} s"
+          + (f"; {len({r.speaker for r in results})} speakers, statistics per speaker folder)"
+             if args.by_speaker else ")"))
     if len(failed) < len(results):
         print(format_table(results, labels))
     for r in failed:
@@ -275,6 +332,17 @@ def main(argv=None) -> int:
             write_csv_atomic(args.out, to_rows(results, labels))
         print(f"wrote {args.out}")
     return 1 if failed else 0
+
+
+def _warn_few_clips(results: list[FileResult], wanted: int) -> None:
+    counts: dict[str, int] = {}
+    for r in results:
+        if not r.error:
+            counts[r.speaker] = counts.get(r.speaker, 0) + len(r.bounds)
+    few = sorted(s for s, n in counts.items() if n < wanted)
+    if few:
+        print(f"warning: {len(few)} speaker folder(s) with fewer than {wanted} clips (e.g. "
+              f"{few[0]}: {counts[few[0]]}); their statistics are poor", file=sys.stderr)
 
 
 if __name__ == "__main__":
