@@ -154,6 +154,15 @@ def test_cli_errors_are_one_line(refit_run, tiny_run, demo_set, tmp_path, capsys
         (["--model", str(refit_run["export"]), "--data", str(demo_set)], "already has a re-fitted"),
         (["--model", str(tiny_run["export"]), "--data", str(tmp_path)], "schema.json"),
     ]
+    from pipelines.build import build
+    from pipelines.tfrecord import open_set
+
+    trained = open_set(demo_set).schema["splits"]["train"]["speakers"]
+    leaky = tmp_path / "leaky"
+    build([f"ravdess={DEMO}"], leaky, validation=0.15, test=0.0, test_speakers=trained[:1],
+          progress=False, workers=1)
+    cases.append((["--model", str(tiny_run["export"]), "--data", str(leaky)],
+                  f"held-out speaker(s) {trained[0]} were in the training split"))
     no_keras = tmp_path / "copy" / "mfcc_cnn" / "1"
     shutil.copytree(tiny_run["export"], no_keras)
     (no_keras / "model.keras").unlink()

@@ -93,6 +93,26 @@ def load_source(path):
     return path, info, model, FeatureSpec.from_dict(info["feature_spec"])
 
 
+def check_held_out(info: dict, tfset) -> None:
+    """Refuse a set whose validation or test speakers the source network trained on (its
+    zoo.json names the set it was trained on); the figures would not be speaker-independent."""
+    from pipelines.tfrecord import open_set
+
+    source_data = info.get("data")
+    if not source_data or not (Path(source_data) / "schema.json").is_file():
+        print(f"note: cannot check that the source network never saw this set's held-out "
+              f"speakers (its training set {source_data!r} is not here)", file=sys.stderr)
+        return
+    trained = set(open_set(source_data).schema["splits"]["train"]["speakers"])
+    splits = tfset.schema["splits"]
+    held = set(splits["validation"]["speakers"]) | set(splits["test"]["speakers"])
+    seen = sorted(trained & held)
+    if seen:
+        raise RefitError(f"{tfset.folder}: held-out speaker(s) {', '.join(seen[:5])} were in "
+                         f"the training split of {source_data}, which the source network was "
+                         "trained on; use that set (or one with the same speaker split)")
+
+
 def embedding_model(model, layer: str = EMBEDDING_INPUT_OF):
     """features -> the input of `layer` (the pooled embedding), sharing the model's layers."""
     import keras
@@ -278,6 +298,7 @@ def refit(args) -> dict:
     if list(tfset.labels) != labels:
         raise RefitError(f"{args.data}: labels {tfset.labels} differ from the model's {labels}")
     check_data(tfset, ("train", "validation"))
+    check_held_out(info, tfset)
     trunk = embedding_model(model)
     splits = [s for s in ("train", "validation", "test") if tfset.examples(s)]
     data = {s: embed_split(trunk, args.data, s, spec, args.batch_size, not args.quiet)
@@ -355,7 +376,8 @@ def main(argv=None) -> int:
                         help="base folder of the new version (savedmodels)")
     parser.add_argument("--version", type=int, help="version number (default: next free)")
     parser.add_argument("--l2", type=_l2_list, default=list(DEFAULT_L2),
-                        help="L2 strengths to try, comma-separated (%(default)s)")
+                        help="L2 strengths to try, comma-separated ("
+                             + ",".join(f"{v:g}" for v in DEFAULT_L2) + ")")
     parser.add_argument("--min-clips", type=int, default=MIN_CLIPS,
                         help="clips per speaker the card asks serving_by_speaker requests to "
                              "hold (%(default)s)")
