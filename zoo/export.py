@@ -40,8 +40,8 @@ import tensorflow as tf
 from pipelines import features as F
 from pipelines.spec import FeatureSpec
 from zoo.layout import (  # noqa: F401 - re-exported: the layout helpers were defined here first
-    SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS, next_version, read_export,
-    resolve_version,
+    SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_SPEAKER, SIGNATURE_STATS, next_version,
+    read_export, resolve_version,
 )
 
 
@@ -135,6 +135,16 @@ class ServingModule(tf.Module):
         features = self._features(waveform, length, stats)
         return self._outputs(self.model(features, training=False))
 
+    def signatures(self) -> dict:
+        """{signature name: concrete function} to save."""
+        return {SIGNATURE_DEFAULT: self.serve.get_concrete_function(),
+                SIGNATURE_LENGTH: self.serve_with_length.get_concrete_function(),
+                SIGNATURE_STATS: self.serve_with_stats.get_concrete_function()}
+
+    def save_keras(self, out: Path) -> None:
+        """The Keras file(s) beside the SavedModel."""
+        self.model.save(out / "model.keras")
+
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform")])
     def serve(self, waveform):
         return self._predict(waveform)
@@ -175,6 +185,14 @@ class SpeakerServingModule(ServingModule):
                  spec: FeatureSpec, labels: list[str], assets: Path):
         super().__init__(model, spec, labels, assets)
         self._speaker_models = _Untracked((trunk, speaker_head))
+
+    def signatures(self) -> dict:
+        return {**super().signatures(),
+                SIGNATURE_SPEAKER: self.serve_by_speaker.get_concrete_function()}
+
+    def save_keras(self, out: Path) -> None:
+        super().save_keras(out)
+        self._speaker_models.value[1].save(out / "speaker_head.keras")
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform"),
                                   tf.TensorSpec([None], tf.int32, name="length"),
@@ -227,21 +245,24 @@ def save_signatures(module: tf.Module, out: Path, signatures: dict) -> None:
 
 
 def export(model: keras.Model, spec: FeatureSpec, labels: list[str], base, name: str,
-           card: str = "", meta: dict | None = None, version: int | None = None) -> Path:
-    """Write savedmodels-style `base/name/<version>/`; returns the version folder."""
+           card: str = "", meta: dict | None = None, version: int | None = None,
+           make_module=None) -> Path:
+    """Write savedmodels-style `base/name/<version>/`; returns the version folder.
+
+    make_module(assets folder) -> the ServingModule (default: ServingModule of `model`); its
+    signatures() and save_keras() say what is written (SpeakerServingModule adds
+    serving_by_speaker and speaker_head.keras)."""
 
     def write(staging: Path, out: Path) -> dict:
         (staging / "labels.txt").write_text("\n".join(labels) + "\n")
         (staging / "feature_spec.json").write_text(spec.to_json() + "\n")
-        module = ServingModule(model, spec, labels, staging)
-        save_signatures(module, out, {
-            SIGNATURE_DEFAULT: module.serve.get_concrete_function(),
-            SIGNATURE_LENGTH: module.serve_with_length.get_concrete_function(),
-            SIGNATURE_STATS: module.serve_with_stats.get_concrete_function(),
-        })
-        model.save(out / "model.keras")
+        module = (make_module(staging) if make_module
+                  else ServingModule(model, spec, labels, staging))
+        signatures = module.signatures()
+        save_signatures(module, out, signatures)
+        module.save_keras(out)
         return {"labels": labels, "feature_spec": spec.to_dict(),
-                "signatures": [SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS]}
+                "signatures": list(signatures)}
 
     return write_version(base, name, write, card, meta, version)
 

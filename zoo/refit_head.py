@@ -263,25 +263,11 @@ def export_refit(model, trunk, speaker_head, spec, labels, base, name: str, card
                  meta: dict, version: int | None = None) -> Path:
     """Write base/name/<version>/ with serving_default/_with_length/_with_stats (plain model)
     and serving_by_speaker (trunk -> per-request speaker statistics -> speaker head)."""
-    from zoo.export import SpeakerServingModule, save_signatures, write_version
-    from zoo.layout import SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_SPEAKER, SIGNATURE_STATS
+    from zoo.export import SpeakerServingModule, export
 
-    def write(staging: Path, out: Path) -> dict:
-        (staging / "labels.txt").write_text("\n".join(labels) + "\n")
-        (staging / "feature_spec.json").write_text(spec.to_json() + "\n")
-        module = SpeakerServingModule(model, trunk, speaker_head, spec, labels, staging)
-        names = [SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS, SIGNATURE_SPEAKER]
-        save_signatures(module, out, {
-            SIGNATURE_DEFAULT: module.serve.get_concrete_function(),
-            SIGNATURE_LENGTH: module.serve_with_length.get_concrete_function(),
-            SIGNATURE_STATS: module.serve_with_stats.get_concrete_function(),
-            SIGNATURE_SPEAKER: module.serve_by_speaker.get_concrete_function(),
-        })
-        model.save(out / "model.keras")
-        speaker_head.save(out / "speaker_head.keras")
-        return {"labels": labels, "feature_spec": spec.to_dict(), "signatures": names}
-
-    return write_version(base, name, write, card, meta, version)
+    return export(model, spec, labels, base, name, card, meta, version,
+                  make_module=lambda assets: SpeakerServingModule(
+                      model, trunk, speaker_head, spec, labels, assets))
 
 
 def refit(args) -> dict:
