@@ -27,7 +27,7 @@ quiet_tensorflow()
 
 from pipelines.io import write_json_atomic  # noqa: E402
 from zoo.evaluate import clips_from_tfrecords, evaluate  # noqa: E402
-from zoo.layout import read_export  # noqa: E402
+from zoo.layout import read_export, versions  # noqa: E402
 
 
 def summary(metrics: dict) -> dict:
@@ -58,14 +58,13 @@ def main(argv=None) -> int:
     rows, waves = clips_from_tfrecords(args.data, args.split)
     results = {"data": args.data, "split": args.split, "clips": len(rows),
                "speakers": sorted(rows["speaker"].unique()), "models": {}}
-    versions = [v for base in args.models for folder in sorted(Path(base).iterdir())
-                if folder.is_dir() for v in sorted(folder.iterdir(), key=lambda p: p.name.zfill(9))
-                if v.name.isdigit() and (v / "saved_model.pb").is_file()]
-    if not versions:
+    exports = [v for base in args.models for folder in sorted(Path(base).iterdir())
+               if folder.is_dir() for v in versions(folder)]
+    if not exports:
         print(f"error: no <model>/<version>/saved_model.pb under {', '.join(args.models)}",
               file=sys.stderr)
         return 2
-    for version in versions:
+    for version in exports:
         info = read_export(version)
         if info.get("input", "waveform") != "waveform" or "feature_spec" not in info:
             continue

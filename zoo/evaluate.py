@@ -112,6 +112,7 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
     random requests of k clips instead of one request with all of them.
     """
     from zoo.inference import SavedModelRunner
+    from zoo.layout import few_clips_warning
     from zoo.metrics import full_report
 
     runner = SavedModelRunner(model_path)
@@ -130,16 +131,13 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
     waves = [w for w, k in zip(waves, keep) if k]
     if stats is not None:
         stats = (stats[0][keep], stats[1][keep])
-    if by_speaker and speaker_group:
-        probs = runner.predict_by_speaker(waves, speaker_ids(rows), group_size=speaker_group)
-    elif by_speaker:
-        few = rows["speaker"].value_counts()
-        few = few[few < runner.info["speaker_head"].get("min_clips_per_speaker", 1)]
-        if len(few):
-            print(f"warning: {len(few)} speaker(s) with fewer clips than the model card asks "
-                  f"for per-speaker statistics (e.g. {few.index[0]}: {few.iloc[0]})",
-                  file=sys.stderr)
-        probs = runner.predict_by_speaker(waves, speaker_ids(rows))
+    if by_speaker:
+        speakers = speaker_ids(rows)
+        warning = None if speaker_group else few_clips_warning(
+            pd.Series(speakers).value_counts().to_dict(), runner.min_clips_per_speaker)
+        if warning:
+            print(warning, file=sys.stderr)
+        probs = runner.predict_by_speaker(waves, speakers, group_size=speaker_group)
     else:
         probs = runner.predict(waves, batch_size=batch_size, stats=stats)
     pred = rows[[c for c in ("id", "path", "speaker", "corpus", "emotion", "original_label")
@@ -153,13 +151,21 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
     trained_share = runner.info.get("speaker_norm_training_share", 0.0)
     metrics.update(model=str(runner.path), excluded_labels=unknown,
                    speakers=int(pred["speaker"].nunique()),
-                   normalization=(f"per speaker (embeddings, requests of {speaker_group} "
-                                  "clips)" if by_speaker and speaker_group else
-                                  "per speaker (embeddings)") if by_speaker else
-                   "per speaker" if speaker_norm else
-                   "per utterance" if normalization != "none" else "none",
+                   normalization=_normalization_label(normalization, speaker_norm,
+                                                      by_speaker, speaker_group),
                    speaker_norm_training_share=trained_share)
     return metrics, pred
+
+
+def _normalization_label(normalization: str, speaker_norm: bool, by_speaker: bool,
+                         speaker_group: int) -> str:
+    """How the evaluated features were normalised, as the metrics say it."""
+    if by_speaker:
+        return (f"per speaker (embeddings, requests of {speaker_group} clips)" if speaker_group
+                else "per speaker (embeddings)")
+    if speaker_norm:
+        return "per speaker"
+    return "per utterance" if normalization != "none" else "none"
 
 
 def export_input(model_path) -> dict:

@@ -7,8 +7,17 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.tfenv import quiet_tensorflow
-from zoo.layout import (SIGNATURE_LENGTH, SIGNATURE_SPEAKER, SIGNATURE_STATS, read_export,
-                        resolve_version)
+from zoo.layout import (SIGNATURE_LENGTH, SIGNATURE_SPEAKER, SIGNATURE_STATS,
+                        min_clips_per_speaker, read_export, resolve_version)
+
+
+def padded(waves: list[np.ndarray], idx) -> tuple[np.ndarray, np.ndarray]:
+    """(rows [len(idx), longest] zero-padded float32, lengths int32) of waves[i] for i in idx."""
+    length = np.array([len(waves[i]) for i in idx], np.int32)
+    batch = np.zeros((len(idx), int(length.max())), np.float32)
+    for row, i in enumerate(idx):
+        batch[row, :length[row]] = waves[i]
+    return batch, length
 
 
 class SavedModelRunner:
@@ -57,10 +66,7 @@ class SavedModelRunner:
                     break
                 stop += 1
             idx = order[start:stop]
-            length = np.array([len(waves[i]) for i in idx], np.int32)
-            batch = np.zeros((len(idx), int(length.max())), np.float32)
-            for row, i in enumerate(idx):
-                batch[row, :length[row]] = waves[i]
+            batch, length = padded(waves, idx)
             clip_stats = None if stats is None else (stats[0][idx], stats[1][idx])
             out[idx] = self.predict_batch(batch, length, clip_stats)
             start = stop
@@ -70,6 +76,10 @@ class SavedModelRunner:
     def by_speaker(self) -> bool:
         """Whether the export has serving_by_speaker (zoo.refit_head)."""
         return SIGNATURE_SPEAKER in self.loaded.signatures
+
+    @property
+    def min_clips_per_speaker(self) -> int:
+        return min_clips_per_speaker(self.info)
 
     def predict_by_speaker(self, waves: list[np.ndarray], speakers, group_size: int = 0,
                            seed: int = 0) -> np.ndarray:
@@ -94,10 +104,7 @@ class SavedModelRunner:
                 requests.append((speaker, idx))
         out = np.zeros((len(waves), len(self.labels)), np.float32)
         for speaker, idx in requests:
-            length = np.array([len(waves[i]) for i in idx], np.int32)
-            batch = np.zeros((len(idx), int(length.max())), np.float32)
-            for row, i in enumerate(idx):
-                batch[row, :length[row]] = waves[i]
+            batch, length = padded(waves, idx)
             result = self.loaded.signatures[SIGNATURE_SPEAKER](
                 waveform=tf.constant(batch), length=tf.constant(length),
                 speaker=tf.constant([speaker] * len(idx)))

@@ -31,16 +31,39 @@ def read_export(path) -> dict:
     return json.loads(info.read_text())
 
 
+def min_clips_per_speaker(info: dict) -> int:
+    """Clips per speaker that a zoo.refit_head export's card asks serving_by_speaker requests
+    to hold (0 for other exports)."""
+    return int(info.get("speaker_head", {}).get("min_clips_per_speaker", 0))
+
+
+def few_clips_warning(counts: dict[str, int], wanted: int) -> str | None:
+    """One warning line when some speakers have fewer than `wanted` clips, else None."""
+    few = sorted(s for s, n in counts.items() if n < wanted)
+    if not few:
+        return None
+    return (f"warning: {len(few)} speaker(s) with fewer than {wanted} clips (e.g. {few[0]}: "
+            f"{counts[few[0]]}); the model card asks for at least {wanted} per speaker, "
+            "statistics from fewer are poor")
+
+
+def versions(model_folder) -> list[Path]:
+    """The numbered version folders holding a SavedModel under savedmodels/<model>, lowest
+    first."""
+    found = [p for p in Path(model_folder).glob("*") if p.is_dir() and p.name.isdigit()
+             and (p / "saved_model.pb").is_file()]
+    return sorted(found, key=lambda p: int(p.name))
+
+
 def resolve_version(path) -> Path:
     """savedmodels/<model> -> its highest version folder; a version folder is returned as is."""
     path = Path(path)
     if (path / "saved_model.pb").is_file():
         return path
-    versions = sorted((int(p.name) for p in path.glob("*") if p.is_dir() and p.name.isdigit()
-                       and (p / "saved_model.pb").is_file()))
-    if not versions:
+    found = versions(path)
+    if not found:
         raise FileNotFoundError(f"{path}: neither a SavedModel nor a folder of numbered versions")
-    return path / str(versions[-1])
+    return found[-1]
 
 
 def promote(source, root, version: int | None = None, replace: bool = False) -> Path:

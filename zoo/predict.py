@@ -90,14 +90,21 @@ def collect_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
     return unique, ignored
 
 
-def predict_waveforms(runner, waves, window: float, hop: float,
-                      batch_size: int = 16) -> list[tuple[list, np.ndarray]]:
-    """(bounds, window probabilities) for each waveform, in one batched model pass."""
+def predict_waveforms(runner, waves, window: float, hop: float, batch_size: int = 16,
+                      speakers=None) -> list[tuple[list, np.ndarray]]:
+    """(bounds, window probabilities) for each waveform, in one batched model pass; with
+    `speakers` (one id per waveform), through serving_by_speaker, every window of a speaker in
+    one request."""
     win, step = int(round(window * SAMPLE_RATE)), int(round(hop * SAMPLE_RATE))
     bounds = [window_bounds(len(w), win, step) for w in waves]
     pieces = [w[s:e] for w, b in zip(waves, bounds) for s, e in b]
-    probs = runner.predict(pieces, batch_size=batch_size) if pieces else \
-        np.zeros((0, len(runner.labels)), np.float32)
+    if not pieces:
+        probs = np.zeros((0, len(runner.labels)), np.float32)
+    elif speakers is not None:
+        probs = runner.predict_by_speaker(
+            pieces, [s for s, b in zip(speakers, bounds) for _ in b])
+    else:
+        probs = runner.predict(pieces, batch_size=batch_size)
     out, at = [], 0
     for b in bounds:
         out.append((b, probs[at:at + len(b)]))
@@ -106,9 +113,14 @@ def predict_waveforms(runner, waves, window: float, hop: float,
 
 
 def predict_files(runner, files, window: float = DEFAULT_WINDOW, hop: float | None = None,
-                  batch_size: int = 16, workers=None, progress: bool = True) -> list[FileResult]:
+                  batch_size: int = 16, workers=None, progress: bool = True,
+                  by_speaker: bool = False) -> list[FileResult]:
     """A FileResult per file, in order; decoding runs in a process pool, and windows go to the
-    model in groups of about FLUSH_WINDOWS, so a large folder is never held in memory at once."""
+    model in groups of about FLUSH_WINDOWS, so a large folder is never held in memory at once.
+
+    by_speaker: a file's speaker is the folder holding it, and all windows of a speaker's files
+    go into one serving_by_speaker request, whose statistics they are; so every file is decoded
+    before the model is called (a speaker's clips must be together)."""
     from pipelines.parallel import imap_ordered
     from zoo.evaluate import decode_or_reason
 
@@ -117,7 +129,9 @@ def predict_files(runner, files, window: float = DEFAULT_WINDOW, hop: float | No
     pending: list[tuple[FileResult, np.ndarray]] = []
 
     def flush():
-        done = predict_waveforms(runner, [w for _, w in pending], window, hop, batch_size)
+        speakers = [r.speaker for r, _ in pending] if by_speaker else None
+        done = predict_waveforms(runner, [w for _, w in pending], window, hop, batch_size,
+                                 speakers)
         for (result, _), (bounds, probs) in zip(pending, done):
             result.bounds, result.window_probs = bounds, probs
         pending.clear()
@@ -127,7 +141,8 @@ def predict_files(runner, files, window: float = DEFAULT_WINDOW, hop: float | No
                             progress=progress)
     with contextlib.closing(decoding):  # an error stops the workers now, not at GC time
         for path, decoded in zip(files, decoding):
-            result = FileResult(str(path))
+            result = FileResult(str(path), speaker=Path(path).resolve().parent.name
+                                if by_speaker else "")
             results.append(result)
             if isinstance(decoded, str):
                 result.error = decoded
@@ -135,46 +150,11 @@ def predict_files(runner, files, window: float = DEFAULT_WINDOW, hop: float | No
             result.duration = len(decoded) / SAMPLE_RATE
             pending.append((result, decoded))
             windows += max(1, int(np.ceil(len(decoded) / (hop * SAMPLE_RATE))))
-            if windows >= FLUSH_WINDOWS:
+            if windows >= FLUSH_WINDOWS and not by_speaker:
                 flush()
                 windows = 0
     if pending:
         flush()
-    return results
-
-
-def predict_files_by_speaker(runner, files, window: float = DEFAULT_WINDOW,
-                             hop: float | None = None, workers=None,
-                             progress: bool = True) -> list[FileResult]:
-    """Like predict_files, through serving_by_speaker: a file's speaker is the folder holding
-    it, and all windows of a speaker's files go into one request, whose statistics they are.
-    Every file is decoded before the model is called (a speaker's clips must be together)."""
-    from pipelines.parallel import imap_ordered
-    from zoo.evaluate import decode_or_reason
-
-    hop = window if hop is None else hop
-    win, step = int(round(window * SAMPLE_RATE)), int(round(hop * SAMPLE_RATE))
-    results, pieces, owners = [], [], []
-    decoding = imap_ordered(decode_or_reason, [str(f) for f in files], workers, desc="decoding",
-                            progress=progress)
-    with contextlib.closing(decoding):
-        for path, decoded in zip(files, decoding):
-            result = FileResult(str(path), speaker=Path(path).resolve().parent.name)
-            results.append(result)
-            if isinstance(decoded, str):
-                result.error = decoded
-                continue
-            result.duration = len(decoded) / SAMPLE_RATE
-            result.bounds = window_bounds(len(decoded), win, step)
-            pieces += [decoded[a:b] for a, b in result.bounds]
-            owners += [result] * len(result.bounds)
-    if pieces:
-        probs = runner.predict_by_speaker(pieces, [r.speaker for r in owners])
-        at = 0
-        for result in results:
-            if not result.error:
-                result.window_probs = probs[at:at + len(result.bounds)]
-                at += len(result.bounds)
     return results
 
 
@@ -302,13 +282,10 @@ def main(argv=None) -> int:
     from zoo.inference import SavedModelRunner
 
     runner = SavedModelRunner(model)
+    results = predict_files(runner, files, args.window, hop, args.batch_size, args.workers,
+                            progress=not args.quiet, by_speaker=args.by_speaker)
     if args.by_speaker:
-        results = predict_files_by_speaker(runner, files, args.window, hop, args.workers,
-                                           progress=not args.quiet)
-        _warn_few_clips(results, info["speaker_head"].get("min_clips_per_speaker", 0))
-    else:
-        results = predict_files(runner, files, args.window, hop, args.batch_size, args.workers,
-                                progress=not args.quiet)
+        _warn_few_clips(results, runner.min_clips_per_speaker)
     labels = runner.labels
     failed = [r for r in results if r.error]
     print(f"{runner.path}: {len(results) - len(failed)} of {len(results)} files predicted "
@@ -335,14 +312,16 @@ def main(argv=None) -> int:
 
 
 def _warn_few_clips(results: list[FileResult], wanted: int) -> None:
+    """Windows per speaker folder below what the model card asks for: one warning line."""
+    from zoo.layout import few_clips_warning
+
     counts: dict[str, int] = {}
     for r in results:
         if not r.error:
             counts[r.speaker] = counts.get(r.speaker, 0) + len(r.bounds)
-    few = sorted(s for s, n in counts.items() if n < wanted)
-    if few:
-        print(f"warning: {len(few)} speaker folder(s) with fewer than {wanted} clips (e.g. "
-              f"{few[0]}: {counts[few[0]]}); their statistics are poor", file=sys.stderr)
+    warning = few_clips_warning(counts, wanted)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 if __name__ == "__main__":

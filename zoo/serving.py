@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from zoo.layout import (SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_SPEAKER, SIGNATURE_STATS,
-                        SIGNATURES, read_export, resolve_version)
+                        SIGNATURES, few_clips_warning, min_clips_per_speaker, read_export,
+                        resolve_version)
 
 CONFIG_NAME = "models.config"
 
@@ -163,10 +164,11 @@ def _cmd_request(args) -> int:
     stats = None
     if args.signature == SIGNATURE_STATS:
         stats = _speaker_stats(args.stats, args.speaker)
-    wanted = info.get("speaker_head", {}).get("min_clips_per_speaker", 0) if args.model else 0
-    if args.signature == SIGNATURE_SPEAKER and len(args.file) < wanted:
-        print(f"warning: {len(args.file)} clips; the model card asks for at least {wanted} per "
-              "speaker in a request (the statistics come from them)", file=sys.stderr)
+    if args.signature == SIGNATURE_SPEAKER:
+        warning = few_clips_warning({args.speaker or "?": len(args.file)},
+                                    min_clips_per_speaker(info))
+        if warning:
+            print(warning, file=sys.stderr)
     body = request_body([_decode(f) for f in args.file], args.signature, args.format, stats,
                         args.speaker if args.signature == SIGNATURE_SPEAKER else None)
     text = json.dumps(body, separators=(",", ":"))
