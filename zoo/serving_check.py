@@ -2,149 +2,28 @@
 
 Layout, assets, signatures (from `saved_model_cli show --all` and from the loaded SavedModel),
 a load with the TF1-style loader TF Serving runs, and a call on a test waveform compared with
-the Keras model's own output. The CLI, models.config and request bodies are in zoo.serving.
+the Keras model's own output. Running and parsing saved_model_cli, and the signatures a zoo
+export must have, are in zoo.saved_model_cli; the CLI, models.config and request bodies in
+zoo.serving.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from zoo.layout import (SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_SPEAKER, SIGNATURE_STATS,
-                         read_export)
+from zoo.layout import SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_SPEAKER, read_export
+from zoo.saved_model_cli import (  # noqa: F401 - show_all re-exported (tests, callers)
+    SERVE_TAG, compare_signature, expected_signatures, finish_show, parse_show_all, shape_text,
+    show_all, start_show,
+)
 
-PREDICT_METHOD = "tensorflow/serving/predict"
-SERVE_TAG = "serve"
 REQUIRED_FILES = ("saved_model.pb", "variables/variables.index", "assets/labels.txt",
                   "assets/feature_spec.json", "zoo.json", "model.keras")
 TOLERANCE = 1e-4  # probabilities: graph vs Keras model, float32 on different kernels
-
-
-# ---------------------------------------------------------------- saved_model_cli
-
-def saved_model_cli() -> list[str]:
-    """The saved_model_cli that ships with this Python's TensorFlow."""
-    beside = Path(sys.executable).parent / "saved_model_cli"
-    if beside.is_file():
-        return [str(beside)]
-    found = shutil.which("saved_model_cli")
-    return [found] if found else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
-
-
-def _start_show(path) -> subprocess.Popen:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen([*saved_model_cli(), "show", "--dir", str(path), "--all"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def _finish_show(proc: subprocess.Popen) -> str:
-    out, err = proc.communicate()
-    if proc.returncode:
-        tail = " | ".join(line for line in err.strip().splitlines()[-3:])
-        raise RuntimeError(f"saved_model_cli show exited {proc.returncode}: {tail}")
-    return out
-
-
-def show_all(path) -> str:
-    """Output of `saved_model_cli show --dir path --all`."""
-    return _finish_show(_start_show(path))
-
-
-_TAGSET = re.compile(r"^MetaGraphDef with tag-set: '([^']*)' contains the following SignatureDefs")
-_SIGNATURE = re.compile(r"^signature_def\['([^']+)'\]:")
-_TENSOR = re.compile(r"^\s+(inputs|outputs)\['([^']+)'\] tensor_info:")
-_FIELD = re.compile(r"^\s+(dtype|shape|name): (.*)$")
-_METHOD = re.compile(r"^\s+Method name is: ?(.*)$")
-
-
-def _parse_shape(text: str):
-    """'(-1, -1)' -> (-1, -1); '(-1)' -> (-1,); 'unknown_rank' -> None; '()' -> ()."""
-    text = text.strip()
-    if text == "unknown_rank":
-        return None
-    inner = text.strip("()").strip()
-    return tuple(int(d) for d in inner.split(",") if d.strip()) if inner else ()
-
-
-def parse_show_all(text: str) -> dict:
-    """`saved_model_cli show --all` output -> {tag_set: {signature: {"inputs": {name: {dtype,
-    shape, tensor}}, "outputs": {...}, "method": str}}}. tag_set: the tags joined by ', '."""
-    tagsets: dict[str, dict] = {}
-    signatures = sig = tensor = None
-    for line in text.splitlines():
-        if m := _TAGSET.match(line):
-            signatures = tagsets.setdefault(m.group(1), {})
-            sig = tensor = None
-        elif signatures is not None and (m := _SIGNATURE.match(line)):
-            sig = signatures.setdefault(m.group(1), {"inputs": {}, "outputs": {}, "method": ""})
-            tensor = None
-        elif sig is not None and (m := _TENSOR.match(line)):
-            tensor = sig[m.group(1)].setdefault(m.group(2), {})
-        elif tensor is not None and (m := _FIELD.match(line)):
-            key, value = m.group(1), m.group(2).strip()
-            tensor["tensor" if key == "name" else key] = \
-                _parse_shape(value) if key == "shape" else value
-        elif sig is not None and (m := _METHOD.match(line)):
-            sig["method"] = m.group(1).strip()
-            tensor = None
-        elif line.startswith(("The MetaGraph with tag set", "Concrete Functions:")):
-            signatures = sig = tensor = None
-    return tagsets
-
-
-def expected_signatures(num_classes: int, names=None) -> dict:
-    """{signature: {"inputs": {name: (dtype, shape)}, "outputs": {...}}} of a zoo export, in
-    saved_model_cli's words (DT_FLOAT, -1 for any size). names: those listed in zoo.json;
-    default the three every feature export has (serving_by_speaker only when named)."""
-    waveform = ("DT_FLOAT", (-1, -1))
-    length = ("DT_INT32", (-1,))
-    outputs = {"probabilities": ("DT_FLOAT", (-1, num_classes)), "label": ("DT_STRING", (-1,))}
-    every = {
-        SIGNATURE_DEFAULT: {"inputs": {"waveform": waveform}, "outputs": outputs},
-        SIGNATURE_LENGTH: {"inputs": {"waveform": waveform, "length": length},
-                           "outputs": outputs},
-        SIGNATURE_STATS: {"inputs": {"waveform": waveform, "length": length,
-                                     "feature_mean": ("DT_FLOAT", (-1, -1)),
-                                     "feature_std": ("DT_FLOAT", (-1, -1))},
-                          "outputs": outputs},
-        SIGNATURE_SPEAKER: {"inputs": {"waveform": waveform, "length": length,
-                                       "speaker": ("DT_STRING", (-1,))},
-                            "outputs": outputs},
-    }
-    names = names or [SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS]  # every export
-    return {n: every[n] for n in names if n in every}
-
-
-def compare_signature(name: str, found: dict | None, expected: dict) -> list[str]:
-    """Problems of one parsed signature against the expected one ([] if none)."""
-    if found is None:
-        return [f"{name}: missing"]
-    problems = []
-    for side in ("inputs", "outputs"):
-        want, got = expected[side], found.get(side, {})
-        if set(got) != set(want):
-            problems.append(f"{name}: {side} {sorted(got)}, expected {sorted(want)}")
-            continue
-        for key, (dtype, shape) in want.items():
-            if got[key].get("dtype") != dtype or got[key].get("shape") != shape:
-                problems.append(f"{name}: {side[:-1]} {key} is {got[key].get('dtype')} "
-                                f"{_shape_text(got[key].get('shape'))}, expected {dtype} "
-                                f"{_shape_text(shape)}")
-    if found.get("method", PREDICT_METHOD) != PREDICT_METHOD:
-        problems.append(f"{name}: method {found.get('method')!r}, expected {PREDICT_METHOD}")
-    return problems
-
-
-def _shape_text(shape) -> str:
-    return "unknown_rank" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
 
 
 # ---------------------------------------------------------------- check
@@ -230,7 +109,7 @@ def _signature_checks(source: str, found: dict, expected: dict) -> list[Check]:
     checks = []
     for name, want in expected.items():
         problems = compare_signature(name, found.get(name), want)
-        inputs = ", ".join(f"{k} {d} {_shape_text(s)}" for k, (d, s) in want["inputs"].items())
+        inputs = ", ".join(f"{k} {d} {shape_text(s)}" for k, (d, s) in want["inputs"].items())
         checks.append(Check(f"{source} {name}", not problems,
                             "; ".join(problems) if problems else f"({inputs})"))
     return checks
@@ -259,7 +138,7 @@ def check(path, waveform: np.ndarray | None = None) -> list[Check]:
     path = Path(path)
     if not path.is_dir():
         return [Check("layout", False, f"{path}: not a folder")]
-    show = _start_show(path) if (path / "saved_model.pb").is_file() else None
+    show = start_show(path) if (path / "saved_model.pb").is_file() else None
     try:
         return _run_checks(path, show, waveform)
     finally:
@@ -293,7 +172,7 @@ def _run_checks(path: Path, show, waveform) -> list[Check]:
     except Exception as err:  # noqa: BLE001 - any load failure is the finding
         checks.append(Check("loaded", False, f"tf.saved_model.load failed: {_one_line(err)}"))
     try:
-        parsed = parse_show_all(_finish_show(show)) if show else {}
+        parsed = parse_show_all(finish_show(show)) if show else {}
         if SERVE_TAG not in parsed:
             checks.append(Check("saved_model_cli", False,
                                 f"no MetaGraph with tag-set '{SERVE_TAG}' in show --all"))
