@@ -57,6 +57,7 @@ from pipelines.tfrecord import open_set  # noqa: E402
 from zoo.evaluate import clips_from_tfrecords  # noqa: E402
 from zoo.metrics import report  # noqa: E402
 from zoo.models import zoo_mfcc_spec  # noqa: E402
+from zoo.refit_head import speaker_standardize_np  # noqa: E402
 
 SPLITS = ("train", "validation", "test")
 FEATURE_SETS = ("mfcc", "mfcc+delta+logmel")
@@ -102,12 +103,9 @@ def clip_statistics(waves: list[np.ndarray], spec, speakers=None) -> dict[str, n
             "mfcc+delta+logmel": np.hstack([base, delta_stats(mfcc), mean_std(logmel)])}
 
 
-def per_speaker(x: np.ndarray, speakers: np.ndarray) -> np.ndarray:
-    out = np.empty_like(x)
-    for s in np.unique(speakers):
-        rows = speakers == s
-        out[rows] = (x[rows] - x[rows].mean(axis=0)) / (x[rows].std(axis=0) + 1e-6)
-    return out
+# each clip's numbers standardised over its speaker's clips: the same function zoo.refit_head
+# applies to embeddings
+per_speaker = speaker_standardize_np
 
 
 def ravdess_folds(rows: pd.DataFrame, folds: int = FOLDS) -> list[list[str]]:

@@ -58,7 +58,7 @@ def speaker_standardize_np(embeddings: np.ndarray, speakers) -> np.ndarray:
     """Each row minus the mean over its speaker's rows, divided by their (population) standard
     deviation + EPS. The reference for zoo.export.speaker_standardize (on the graph)."""
     speakers = np.asarray(speakers)
-    out = np.empty_like(embeddings, dtype=np.float32)
+    out = np.empty_like(embeddings, dtype=np.result_type(embeddings.dtype, np.float32))
     for s in np.unique(speakers):
         rows = speakers == s
         centred = embeddings[rows] - embeddings[rows].mean(axis=0)
@@ -274,6 +274,7 @@ def refit(args) -> dict:
     """Embed, fit both heads, measure, export; returns the metrics (also in zoo.json)."""
     quiet_tensorflow()
     from zoo.metrics import format_table, full_report
+    from zoo.train_report import headline
     from zoo.train_setup import check_data
     from pipelines.tfrecord import open_set
 
@@ -321,7 +322,6 @@ def refit(args) -> dict:
     seconds = time.perf_counter() - started
     name = info["name"]
     card = card_text(name, source, info, args, spec, tfset, metrics, selection, seconds)
-    from zoo.train_report import headline
     meta = {"speaker_head": {"source": str(source), "embedding_input_of": EMBEDDING_INPUT_OF,
                              "min_clips_per_speaker": args.min_clips, **selection},
             "metrics": headline(metrics), "data": str(args.data),
