@@ -79,12 +79,14 @@ def load_average() -> list[float]:
         return []
 
 
-def write_results(name: str, results: dict) -> Path:
+def write_results(name: str, results: dict, script: str | None = None) -> Path:
+    """bench/results/<name>.json with the command (bench/<script or name>.py and its
+    arguments), date and machine."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     record = {
         "benchmark": name,
-        "command": "python " + " ".join([f"bench/{name}.py", *sys.argv[1:]]),
+        "command": "python " + " ".join([f"bench/{script or name}.py", *sys.argv[1:]]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
         **results,

@@ -66,6 +66,7 @@ def make_dataset(
     speaker_norm: float = 0.0,
     speaker_stats=None,
     sample_weights: dict[str, float] | None = None,
+    speaker_groups: int = 0,
 ) -> tf.data.Dataset:
     """A batched dataset of (features, label) or, with output='waveform', of
     ({'waveform', 'length'}, label); with_meta adds a dict of id/speaker/corpus/emotion.
@@ -81,6 +82,9 @@ def make_dataset(
         whose speaker has statistics; in between (training only) picks per clip at random.
     sample_weights: {'<corpus>/<label index>': weight} (see `balance_weights`); the dataset
         then yields (x, label, weight).
+    speaker_groups: G > 0 makes every batch a run of groups of G clips of one speaker each (for
+        zoo.layers.GroupStandardize); batch_size must be a multiple of G, and clips left over
+        when a speaker's clips run out (fewer than G) are dropped.
     """
     tfset = open_set(folder)
     spec = spec or tfset.spec
@@ -91,9 +95,12 @@ def make_dataset(
     if not training:
         augment = None
     audio = tfio_audio() if augment and (augment.time_masks or augment.freq_masks) else None
+    if speaker_groups and (speaker_groups < 2 or batch_size % speaker_groups):
+        raise ValueError(f"batch_size {batch_size} is not a multiple of speaker_groups "
+                         f"{speaker_groups} (at least 2)")
     normalizer = _speaker_normalizer(folder, spec, speaker_norm, speaker_stats, training) \
         if speaker_norm > 0 and output == "features" else None
-    needed = (("speaker",) if normalizer else ()) + (("corpus",) if sample_weights else ())
+    needed = (("speaker",) if normalizer or speaker_groups else ()) + (("corpus",) if sample_weights else ())
     meta_fields = META_FIELDS if with_meta else needed
     weight_of = _weight_lookup(sample_weights) if sample_weights else None
     ds = _records(tfset, split, training, seed, num_shards, shard_index)
@@ -122,6 +129,8 @@ def make_dataset(
         ds = ds.map(perturb, num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda ex: {**ex, "length": tf.shape(ex["wave"])[0]},
                 num_parallel_calls=AUTOTUNE)
+    if speaker_groups:
+        ds = _group_by_speaker(ds, speaker_groups)
     ds = ds.padded_batch(batch_size, drop_remainder=drop_remainder)
 
     def transform(batch):
@@ -145,6 +154,16 @@ def make_dataset(
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     options.deterministic = not training
     return ds.with_options(options).prefetch(AUTOTUNE)
+
+
+def _group_by_speaker(ds: tf.data.Dataset, size: int) -> tf.data.Dataset:
+    """Clips reordered into consecutive runs of `size` clips of one speaker (in the order the
+    runs fill up); a speaker's last clips that do not fill a run are dropped."""
+    ds = ds.group_by_window(
+        key_func=lambda ex: tf.strings.to_hash_bucket_fast(ex["speaker"], 2 ** 62),
+        reduce_func=lambda _, window: window.padded_batch(size, drop_remainder=True),
+        window_size=size)
+    return ds.unbatch()
 
 
 def _speaker_normalizer(folder, spec: FeatureSpec, share: float, stats, training: bool):

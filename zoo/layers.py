@@ -116,3 +116,33 @@ class AttentionPooling(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "units": self.units,
                 "return_weights": self.return_weights}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class GroupStandardize(keras.layers.Layer):
+    """[batch, D] -> each run of `group_size` consecutive rows minus its mean, divided by its
+    (population) standard deviation + epsilon.
+
+    Trained on batches of clips grouped by speaker (`zoo.train --speaker-groups`), this is the
+    per-speaker embedding standardisation of `zoo.refit_head` inside the network, so the layers
+    below it learn what tells emotions apart *within* a speaker. The batch must be a multiple
+    of `group_size` whose groups each hold one speaker; exports replace it by the statistics
+    over all of a speaker's clips in a request (serving_by_speaker).
+    """
+
+    def __init__(self, group_size: int, epsilon: float = 1e-6, **kwargs):
+        super().__init__(**kwargs)
+        if int(group_size) < 2:
+            raise ValueError(f"group_size must be at least 2, not {group_size}")
+        self.group_size = int(group_size)
+        self.epsilon = float(epsilon)
+
+    def call(self, x):
+        dim = x.shape[-1]
+        groups = ops.reshape(x, (-1, self.group_size, dim))
+        mean = ops.mean(groups, axis=1, keepdims=True)
+        std = ops.sqrt(ops.mean(ops.square(groups - mean), axis=1, keepdims=True))
+        return ops.reshape((groups - mean) / (std + self.epsilon), (-1, dim))
+
+    def get_config(self):
+        return {**super().get_config(), "group_size": self.group_size, "epsilon": self.epsilon}

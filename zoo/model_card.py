@@ -29,13 +29,34 @@ def model_card(config, spec, tfset, metrics: dict) -> str:
         f"Labels (index order): {', '.join(tfset.schema['labels'])}.",
         "",
         *_speaker_norm_warning(config),
+        *_speaker_groups_lines(config),
         f"Features computed inside the graph: {spec.kind}, {spec.channels} channels, "
         f"window {spec.win_length} / hop {spec.hop_length} samples, n_fft {spec.n_fft}, "
         f"trim {spec.trim_db} dB, DC removal {spec.remove_dc}, normalisation "
         f"{spec.normalization} (full FeatureSpec in assets/feature_spec.json).",
         "",
     ]
+    if getattr(config, "speaker_groups", 0):
+        return "\n".join(lines + data_and_results(
+            tfset, metrics, speaker_rows="embeddings standardised per speaker",
+            speaker_note=SPEAKER_EMBEDDING_NOTE))
     return "\n".join(lines + data_and_results(tfset, metrics))
+
+
+def _speaker_groups_lines(config) -> list[str]:
+    groups = getattr(config, "speaker_groups", 0)
+    if not groups:
+        return []
+    from zoo.refit_head import MIN_CLIPS
+
+    return [f"**Trained with speaker groups of {groups} clips**: the network standardises its "
+            "pooled embedding per speaker before its head. `serving_by_speaker` (`waveform`, "
+            "`length`, `speaker` string [batch]) does that with the statistics of the clips in "
+            "the request that carry the same speaker id: **send all of a speaker's clips in one "
+            f"request, at least {MIN_CLIPS}**. `serving_default` and the other signatures "
+            "classify one clip at a time with a linear head fitted afterwards on the "
+            "un-standardised embeddings (L2 chosen by validation UA; zoo.json `speaker_head`).",
+            ""]
 
 
 def _speaker_norm_warning(config) -> list[str]:
@@ -64,7 +85,8 @@ def ssl_model_card(config, tfset, metrics: dict, input_lines: list[str]) -> str:
 _FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
           "weight_decay": "--weight-decay", "patience": "--patience",
           "clip_seconds": "--clip-seconds", "balance": "--balance", "seed": "--seed",
-          "speaker_norm": "--speaker-norm", "strategy": "--strategy"}
+          "speaker_norm": "--speaker-norm", "speaker_groups": "--speaker-groups",
+          "strategy": "--strategy"}
 
 
 def training_flags(config) -> list[str]:
@@ -111,6 +133,10 @@ def _result_rows(m: dict, title: str, prefix: str) -> list[str]:
     return rows
 
 
+SPEAKER_EMBEDDING_NOTE = (
+    " Rows 'standardised per speaker' use each clip's embedding minus the mean, over the "
+    "standard deviation, of all clips of its speaker (no labels): `serving_by_speaker`, "
+    "`zoo.evaluate --speaker-norm`.")
 SPEAKER_NORM_NOTE = (" Rows 'normalised per speaker' use statistics over all clips of each test "
                      "speaker (no labels): `serving_with_stats`, `zoo.evaluate --speaker-norm`.")
 

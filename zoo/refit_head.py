@@ -86,7 +86,7 @@ def load_source(path):
                          f"{info['speaker_head'].get('source')})")
     model = keras.saving.load_model(path / "model.keras", safe_mode=True)
     try:
-        model.get_layer(EMBEDDING_INPUT_OF)
+        model.get_layer(embedding_layer(model))
     except ValueError:
         raise RefitError(f"{path}: the model has no layer named {EMBEDDING_INPUT_OF!r} (the "
                          "zoo's classifier head) to take the embedding from") from None
@@ -113,11 +113,42 @@ def check_held_out(info: dict, tfset) -> None:
                          "trained on; use that set (or one with the same speaker split)")
 
 
-def embedding_model(model, layer: str = EMBEDDING_INPUT_OF):
-    """features -> the input of `layer` (the pooled embedding), sharing the model's layers."""
+def embedding_layer(model) -> str:
+    """The layer whose input is the pooled embedding: `speaker_standardize` in a model trained
+    with speaker groups (zoo.train --speaker-groups), else the head's `dense`."""
+    from zoo.models.cnn import SPEAKER_STANDARDIZE
+
+    names = {layer.name for layer in model.layers}
+    return SPEAKER_STANDARDIZE if SPEAKER_STANDARDIZE in names else EMBEDDING_INPUT_OF
+
+
+def embedding_model(model, layer: str | None = None):
+    """features -> the input of `layer` (default: embedding_layer(model), the pooled
+    embedding), sharing the model's layers."""
     import keras
 
+    layer = layer or embedding_layer(model)
     return keras.Model(model.inputs, model.get_layer(layer).input, name=f"{model.name}_trunk")
+
+
+def trained_speaker_head(model):
+    """The head of a model trained with speaker groups, after its `speaker_standardize` layer
+    (dense, dropout, classifier: a chain), as a model on standardised embeddings; it shares the
+    trained layers."""
+    import keras
+
+    from zoo.models.cnn import SPEAKER_STANDARDIZE
+
+    names = [layer.name for layer in model.layers]
+    standardize = model.get_layer(SPEAKER_STANDARDIZE)
+    inputs = keras.Input((standardize.output.shape[-1],), name="speaker_embedding")
+    x, previous = inputs, standardize.output
+    for layer in model.layers[names.index(SPEAKER_STANDARDIZE) + 1:]:
+        if layer.input is not previous:
+            raise RefitError(f"{model.name}: the layers after {SPEAKER_STANDARDIZE!r} are not "
+                             f"a chain ({layer.name!r} does not take {previous.name!r})")
+        x, previous = layer(x), layer.output
+    return keras.Model(inputs, x, name="speaker_head")
 
 
 def embed_split(trunk, folder, split: str, spec, batch_size: int = 32, progress: bool = True):
@@ -186,29 +217,26 @@ def plain_model(source, head):
     Grad-CAM and fine-tuning address the conv blocks by name, as before)."""
     import keras
 
-    embedding = source.get_layer(EMBEDDING_INPUT_OF).input
+    embedding = source.get_layer(embedding_layer(source)).input
     out = head.get_layer("classifier")(head.get_layer("embedding_scale")(embedding))
     return keras.Model(source.inputs, out, name=source.name)
 
 
 # ---------------------------------------------------------------- predictions and card
 
-def _predictions(probs, y, meta, split: str, labels: list[str], manifest):
-    import pandas as pd
+def predictions(probs, y, meta, split: str, labels: list[str], manifest):
+    """zoo.train_report.prediction_frame plus each clip's original label (from `manifest`,
+    indexed by id), as in a run's predictions.csv."""
+    from zoo.train_report import prediction_frame
 
-    pred = pd.DataFrame({k: v for k, v in meta.items()})
-    pred["split"] = split
-    pred["label"] = y
-    pred["pred"] = probs.argmax(axis=1)
-    for j, name in enumerate(labels):
-        pred[f"p_{name}"] = probs[:, j]
+    pred = prediction_frame(probs, y, meta, split, labels)
     pred["original_label"] = manifest.loc[pred["id"], "original_label"].astype(str).values
     return pred
 
 
 def card_text(name: str, source: Path, info: dict, args, spec, tfset, metrics: dict,
               selection: dict, seconds: float) -> str:
-    from zoo.model_card import data_and_results
+    from zoo.model_card import SPEAKER_EMBEDDING_NOTE, data_and_results
 
     def tried(key):
         return ", ".join(f"{t['l2']:g}: {100 * t['validation_ua']:.1f}%"
@@ -220,7 +248,8 @@ def card_text(name: str, source: Path, info: dict, args, spec, tfset, metrics: d
         f"The network of `{source}` (its card: how it was trained) with both classifier heads "
         f"re-fitted on its frozen embeddings by `python -m zoo.refit_head --model {source} "
         f"--data {args.data}` ({seconds / 60:.1f} min on CPU). Embedding: the input of the "
-        f"source's `{EMBEDDING_INPUT_OF}` layer, {selection['embedding_dim']} numbers per clip.",
+        f"source's `{selection['embedding_input_of']}` layer, {selection['embedding_dim']} "
+        "numbers per clip.",
         "",
         "## Input and output",
         "",
@@ -251,10 +280,8 @@ def card_text(name: str, source: Path, info: dict, args, spec, tfset, metrics: d
         "",
     ]
     return "\n".join(lines + data_and_results(
-        tfset, metrics, speaker_rows="embeddings standardised per speaker", speaker_note=(
-            " Rows 'standardised per speaker' use each clip's embedding minus the mean, over "
-            "the standard deviation, of all clips of its speaker (no labels): "
-            "`serving_by_speaker`, `zoo.evaluate --speaker-norm`.")))
+        tfset, metrics, speaker_rows="embeddings standardised per speaker",
+        speaker_note=SPEAKER_EMBEDDING_NOTE))
 
 
 # ---------------------------------------------------------------- export
@@ -308,7 +335,7 @@ def refit(args) -> dict:
             continue
         for key, head, x in (("plain", plain, plain_x), ("speaker", speaker, speaker_x)):
             probs = np.asarray(head(x[s], training=False))
-            report = full_report(_predictions(probs, y[s], data[s][2], s, labels, manifest),
+            report = full_report(predictions(probs, y[s], data[s][2], s, labels, manifest),
                                  labels)
             if key == "plain":
                 metrics[s] = report
@@ -317,13 +344,14 @@ def refit(args) -> dict:
                 metrics.setdefault("speaker_norm", {})[s] = report
                 print(format_table(report, f"{s}, embeddings standardised per speaker"))
     selection = {"embedding_dim": int(plain_x["train"].shape[1]),
+                 "embedding_input_of": embedding_layer(model),
                  "plain": {"l2": plain_l2, "tried": plain_tried},
                  "speaker": {"l2": speaker_l2, "tried": speaker_tried}}
     seconds = time.perf_counter() - started
     name = info["name"]
     card = card_text(name, source, info, args, spec, tfset, metrics, selection, seconds)
-    meta = {"speaker_head": {"source": str(source), "embedding_input_of": EMBEDDING_INPUT_OF,
-                             "min_clips_per_speaker": args.min_clips, **selection},
+    meta = {"speaker_head": {"source": str(source), "min_clips_per_speaker": args.min_clips,
+                             **selection},
             "metrics": headline(metrics), "data": str(args.data),
             "speaker_split": tfset.schema["split_method"]}
     out = export_refit(plain_model(model, plain), trunk, speaker, spec, labels, args.export,

@@ -56,6 +56,7 @@ def train(config: TrainConfig) -> dict:
     if config.speaker_norm > 0 and spec.normalization == "none":
         raise TrainError("--speaker-norm needs normalised features; this FeatureSpec has "
                          "normalization 'none' (add --spec normalization=utterance)")
+    overrides = _check_speaker_groups(config, strategy.num_replicas_in_sync)
     num_workers, worker_index, chief = worker_role(strategy)
     run = resolve_run_dir(config, data)
     if not chief:  # other workers write their (unused) copies to a scratch folder
@@ -79,18 +80,20 @@ def train(config: TrainConfig) -> dict:
                             clip_seconds=config.clip_seconds, augment=augment, seed=config.seed,
                             num_shards=num_workers, shard_index=worker_index,
                             speaker_norm=config.speaker_norm,
+                            speaker_groups=config.speaker_groups,
                             sample_weights=balance_weights(data, "train", config.balance)
                             if config.balance != "none" else None).repeat()
     # Model selection uses the normalisation the model mostly trains with: per speaker only when
     # every training clip is normalised per speaker, per utterance (the serving default) else.
     val_ds = make_dataset(data, "validation", spec, config.batch_size,
-                          speaker_norm=1.0 if config.speaker_norm >= 1.0 else 0.0)
+                          speaker_norm=1.0 if config.speaker_norm >= 1.0 else 0.0,
+                          speaker_groups=config.speaker_groups)
     # config.batch_size is the global batch: with several workers each one reads its shard
     # and tf.distribute splits its batches, so a step still consumes batch_size clips.
     steps = -(-tfset.examples("train") // config.batch_size)
 
     with strategy.scope():
-        model = build_model(config.model, len(labels), spec, **config.overrides)
+        model = build_model(config.model, len(labels), spec, **overrides)
         schedule = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=config.lr / 10, decay_steps=max(epochs * steps, 1),
             warmup_target=config.lr, warmup_steps=config.warmup_epochs * steps, alpha=0.01)
@@ -135,6 +138,8 @@ def train(config: TrainConfig) -> dict:
     model.load_weights(best_path)
     if not chief:
         return {}
+    if config.speaker_groups:
+        return _finish_grouped(config, model, spec, labels, data, tfset, run, seconds)
     from zoo.train_report import finish_run, headline, predict_split
 
     def save_and_export(metrics):
@@ -153,6 +158,48 @@ def train(config: TrainConfig) -> dict:
         save_and_export,
         (lambda split: predict_split(model, data, split, spec, labels, speaker_norm=True))
         if config.speaker_norm > 0 else None)
+
+
+def _finish_grouped(config, model, spec, labels, data, tfset, run, seconds) -> dict:
+    """Metrics and export of a run trained with speaker groups (zoo.speaker_groups)."""
+    from zoo.model_card import model_card
+    from zoo.refit_head import MIN_CLIPS
+    from zoo.speaker_groups import GroupedRun
+    from zoo.train_report import finish_run, headline
+
+    print("embedding every split; fitting the plain head for single clips")
+    grouped = GroupedRun(model, data, spec, labels, seed=config.seed,
+                         progress=sys.stdout.isatty())
+
+    def save_and_export(metrics):
+        model.save(run / "model.keras")
+        return grouped.export(spec, export_base(config, run), config.model,
+                              model_card(config, spec, tfset, metrics),
+                              meta={"metrics": headline(metrics), "run": str(run),
+                                    "data": str(data), "speaker_groups": config.speaker_groups},
+                              min_clips=MIN_CLIPS)
+
+    return finish_run(config, labels, data, tfset, run, seconds, grouped.predict,
+                      save_and_export, grouped.predict_by_speaker,
+                      speaker_title="embeddings standardised per speaker")
+
+
+def _check_speaker_groups(config: TrainConfig, replicas: int = 1) -> dict:
+    """The model builder's overrides, with speaker_groups when --speaker-groups is given."""
+    groups = config.speaker_groups
+    if not groups:
+        return dict(config.overrides)
+    if groups < 2:
+        raise TrainError(f"--speaker-groups must be at least 2 clips, not {groups}")
+    if config.batch_size % (groups * replicas):
+        per = f" times {replicas} replicas" if replicas > 1 else ""
+        raise TrainError(f"--batch-size {config.batch_size} is not a multiple of "
+                         f"--speaker-groups {groups}{per} (each replica's share of a batch "
+                         "must be whole groups)")
+    if config.speaker_norm > 0:
+        raise TrainError("--speaker-groups and --speaker-norm are two ways of using speaker "
+                         "statistics; choose one")
+    return {**config.overrides, "speaker_groups": groups}
 
 
 def _multiworker_workarounds(model, strategy, dataset) -> None:
@@ -255,6 +302,12 @@ def parse_args(argv=None) -> TrainConfig:
                              "feature statistics instead of their own; the rest per utterance. "
                              "A model trained with 0.5 serves both ways (zoo.evaluate "
                              "--speaker-norm). Default 0")
+    parser.add_argument("--speaker-groups", type=int, default=0, metavar="G",
+                        help="train with the pooled embedding standardised per speaker: "
+                             "batches are groups of G clips of one speaker (the batch size "
+                             "must be a multiple of G), and the export classifies each "
+                             "speaker's clips with their statistics (serving_by_speaker) and "
+                             "single clips with a re-fitted plain head. Default 0 (off)")
     parser.add_argument("--checkpoint",
                         help="pretrained encoder folder for wav2vec2_finetune (docs/ssl.md)")
     parser.add_argument("--cpu-devices", type=int, default=0, help=argparse.SUPPRESS)
@@ -267,7 +320,7 @@ def parse_args(argv=None) -> TrainConfig:
         strategy=args.strategy, seed=args.seed, deterministic=args.deterministic,
         overrides=_pairs(args.set, "--set"), spec_overrides=_pairs(args.spec, "--spec"),
         cpu_devices=args.cpu_devices, speaker_norm=args.speaker_norm,
-        checkpoint=args.checkpoint)
+        speaker_groups=args.speaker_groups, checkpoint=args.checkpoint)
 
 
 def _pairs(items, flag) -> dict:

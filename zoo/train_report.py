@@ -10,18 +10,32 @@ import numpy as np
 import pandas as pd
 
 
+def prediction_frame(probs, y, meta: dict, split: str, labels: list[str]) -> pd.DataFrame:
+    """Predictions DataFrame (id, speaker, corpus, emotion, ..., split, label, pred,
+    p_<label>...) from probabilities [n, classes], label indices [n] and a dict of [n] string
+    arrays (bytes are decoded)."""
+    probs = np.asarray(probs)
+    frame = pd.DataFrame({k: [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+                          for k, values in meta.items()})
+    frame["split"] = split
+    frame["label"] = np.asarray(y).astype(int)
+    frame["pred"] = probs.argmax(axis=1).astype(int)
+    for j, name in enumerate(labels):
+        frame[f"p_{name}"] = probs[:, j].astype(float)
+    return frame
+
+
 def prediction_rows(batches, split: str, labels: list[str]) -> pd.DataFrame:
-    """(probabilities, labels, meta) batches -> predictions DataFrame (id, speaker, corpus,
-    emotion, ..., split, label, pred, p_<label>...)."""
-    rows = []
-    for probs, y, meta in batches:
-        y = np.asarray(y)
-        for i in range(len(probs)):
-            row = {k: meta[k][i].numpy().decode() for k in meta}
-            row.update(split=split, label=int(y[i]), pred=int(probs[i].argmax()))
-            row.update({f"p_{name}": float(probs[i, j]) for j, name in enumerate(labels)})
-            rows.append(row)
-    return pd.DataFrame(rows)
+    """(probabilities, labels, meta of tensors) batches -> prediction_frame of them all."""
+    probs, ys, meta = [], [], {}
+    for p, y, m in batches:
+        probs.append(np.asarray(p))
+        ys.append(np.asarray(y))
+        for k, v in m.items():
+            meta.setdefault(k, []).extend(np.asarray(v).tolist())
+    if not probs:
+        return pd.DataFrame()
+    return prediction_frame(np.concatenate(probs), np.concatenate(ys), meta, split, labels)
 
 
 def predict_split(model, data, split: str, spec, labels: list[str], batch_size: int = 32,
@@ -60,12 +74,13 @@ def batchnorm_check(history, train_eval) -> dict:
 
 
 def finish_run(config, labels, data, tfset, run: Path, seconds: float, predict,
-               save_and_export, predict_speaker_norm=None) -> dict:
+               save_and_export, predict_speaker_norm=None,
+               speaker_title: str = "features normalised per speaker") -> dict:
     """Metrics on every split, predictions.csv, confusion.png, export, metrics.json.
 
     predict(split) -> predictions DataFrame; save_and_export(metrics) -> the export folder;
     predict_speaker_norm(split), when given, adds validation/test metrics with features
-    normalised per speaker under metrics['speaker_norm'].
+    normalised per speaker (or what `speaker_title` says) under metrics['speaker_norm'].
     """
     from pipelines.io import write_csv_atomic, write_json_atomic
     from zoo.callbacks import read_history
@@ -90,7 +105,7 @@ def finish_run(config, labels, data, tfset, run: Path, seconds: float, predict,
             spk["original_label"] = pred["original_label"].values
             metrics.setdefault("speaker_norm", {})[split] = full_report(spk, labels)
             print(format_table(metrics["speaker_norm"][split],
-                               f"{split}, features normalised per speaker"))
+                               f"{split}, {speaker_title}"))
     history = read_history(run)
     best = max(history, key=lambda h: h["val_ua"]) if history else {}
     metrics.update(best_epoch=best.get("epoch"), epochs_run=len(history),

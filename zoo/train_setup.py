@@ -41,6 +41,7 @@ class TrainConfig:
     spec_overrides: dict = dataclasses.field(default_factory=dict)
     cpu_devices: int = 0
     speaker_norm: float = 0.0
+    speaker_groups: int = 0
     checkpoint: str | None = None
 
     def resolved_epochs(self) -> int:

@@ -14,9 +14,13 @@ import keras
 from keras import layers
 
 from pipelines.spec import FeatureSpec
-from zoo.layers import ApplyFrameMask, DownsampleMask, FrameMask, MaskedStatsPooling
+from zoo.layers import (
+    ApplyFrameMask, DownsampleMask, FrameMask, GroupStandardize, MaskedStatsPooling,
+)
 from zoo.models import zoo_logmel_spec, zoo_mfcc_spec
 from zoo.registry import register_model
+
+SPEAKER_STANDARDIZE = "speaker_standardize"  # zoo.refit_head embeds at its input when present
 
 
 def conv_block(x, mask, filters: int, index: int, pool=(2, 2), dropout: float = 0.0,
@@ -40,6 +44,14 @@ def feature_input(spec: FeatureSpec):
     return inputs, FrameMask(name="frame_mask")(inputs)
 
 
+def speaker_standardize(x, speaker_groups: int):
+    """The pooled embedding standardised per group of `speaker_groups` clips of one speaker
+    (zoo.layers.GroupStandardize, layer `speaker_standardize`); unchanged when 0."""
+    if not speaker_groups:
+        return x
+    return GroupStandardize(speaker_groups, name=SPEAKER_STANDARDIZE)(x)
+
+
 def classifier_head(x, num_classes: int, units: int, dropout: float):
     x = layers.Dense(units, activation="relu", name="dense")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
@@ -48,12 +60,13 @@ def classifier_head(x, num_classes: int, units: int, dropout: float):
 
 def deep_cnn(num_classes: int, spec: FeatureSpec, filters=(32, 64, 128, 256),
              block_dropout: float = 0.0, head_units: int = 128, head_dropout: float = 0.3,
-             name: str = "deep_cnn") -> keras.Model:
+             speaker_groups: int = 0, name: str = "deep_cnn") -> keras.Model:
     inputs, mask = feature_input(spec)
     x = layers.Reshape((-1, spec.channels, 1), name="expand")(inputs)
     for i, f in enumerate(filters, start=1):
         x, mask = conv_block(x, mask, f, i, dropout=block_dropout)
     x = MaskedStatsPooling(name="global_pool")([x, mask])
+    x = speaker_standardize(x, speaker_groups)
     return keras.Model(inputs, classifier_head(x, num_classes, head_units, head_dropout),
                        name=name)
 

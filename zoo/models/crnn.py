@@ -13,14 +13,15 @@ from keras import layers
 from pipelines.spec import FeatureSpec
 from zoo.layers import AttentionPooling
 from zoo.models import zoo_logmel_spec, zoo_mfcc_spec
-from zoo.models.cnn import classifier_head, conv_block, feature_input
+from zoo.models.cnn import classifier_head, conv_block, feature_input, speaker_standardize
 from zoo.registry import register_model
 
 
 def crnn_attention(num_classes: int, spec: FeatureSpec, filters=(32, 64, 128),
                    pools=((2, 2), (2, 2), (1, 2)), lstm_units: int = 128,
                    attention_units: int = 128, head_units: int = 128,
-                   head_dropout: float = 0.3, name: str = "crnn_attn") -> keras.Model:
+                   head_dropout: float = 0.3, speaker_groups: int = 0,
+                   name: str = "crnn_attn") -> keras.Model:
     inputs, mask = feature_input(spec)
     x = layers.Reshape((-1, spec.channels, 1), name="expand")(inputs)
     for i, (f, pool) in enumerate(zip(filters, pools), start=1):
@@ -31,6 +32,7 @@ def crnn_attention(num_classes: int, spec: FeatureSpec, filters=(32, 64, 128),
     x = layers.Bidirectional(layers.LSTM(lstm_units, return_sequences=True), name="bilstm")(
         x, mask=bool_mask)
     x = AttentionPooling(attention_units, name="attention")([x, mask])
+    x = speaker_standardize(x, speaker_groups)
     return keras.Model(inputs, classifier_head(x, num_classes, head_units, head_dropout),
                        name=name)
 
