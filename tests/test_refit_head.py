@@ -123,6 +123,59 @@ def test_by_speaker_bad_request_is_one_clear_error(refit_run):
         sig(waveform=wave, length=tf.constant([8000, 8000]), speaker=tf.constant(["a"]))
 
 
+def test_two_step_signatures_give_the_by_speaker_answers(refit_run):
+    """The runner's two-step path (serving_embedding, statistics here, then
+    serving_with_speaker_stats in small batches) equals one serving_by_speaker request per
+    group of clips, for whole speakers and for groups of 3."""
+    import tensorflow as tf
+
+    from pipelines.audio import load
+    from zoo.inference import SavedModelRunner, padded
+    from zoo.layout import SIGNATURE_SPEAKER
+
+    runner = SavedModelRunner(refit_run["export"])
+    assert runner.two_step
+    files = sorted((DEMO / "Actor_01").glob("*.flac"))[:7] + \
+        sorted((DEMO / "Actor_02").glob("*.flac"))[:5]
+    waves = [load(f) for f in files]
+    speakers = np.array(["Actor_01"] * 7 + ["Actor_02"] * 5)
+    for group_size in (0, 3):
+        two_step = runner.predict_by_speaker(waves, speakers, group_size=group_size,
+                                             batch_size=4)
+        expected = np.zeros_like(two_step)
+        rng = np.random.default_rng(0)  # the runner's dealing of clips into groups
+        for speaker in ("Actor_01", "Actor_02"):
+            idx = np.flatnonzero(speakers == speaker)
+            if group_size:
+                idx = rng.permutation(idx)
+            for part in ([idx[i:i + group_size] for i in range(0, len(idx), group_size)]
+                         if group_size else [idx]):
+                batch, length = padded(waves, part)
+                expected[part] = runner.loaded.signatures[SIGNATURE_SPEAKER](
+                    waveform=tf.constant(batch), length=tf.constant(length),
+                    speaker=tf.constant([speaker] * len(part)))["probabilities"].numpy()
+        np.testing.assert_allclose(two_step, expected, atol=1e-4)
+
+
+def test_speaker_stats_bad_request_is_one_clear_error(refit_run):
+    import tensorflow as tf
+
+    from zoo.layout import SIGNATURE_SPEAKER_STATS
+
+    loaded = tf.saved_model.load(str(refit_run["export"]))
+    sig = loaded.signatures[SIGNATURE_SPEAKER_STATS]
+    wave = tf.zeros([2, 8000]) + 0.01
+    length = tf.constant([8000, 8000])
+    dim = json.loads((refit_run["export"] / "zoo.json").read_text())["speaker_head"][
+        "embedding_dim"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"embedding_std: \\[batch, {dim}\\]"):
+        sig(waveform=wave, length=length, embedding_mean=tf.zeros([2, dim]),
+            embedding_std=tf.ones([2, dim + 1]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="embedding_std: negative"):
+        sig(waveform=wave, length=length, embedding_mean=tf.zeros([2, dim]),
+            embedding_std=-tf.ones([2, dim]))
+
+
 def test_evaluate_speaker_norm_goes_through_serving_by_speaker(refit_run, demo_set, capsys):
     """zoo.evaluate --speaker-norm on the export reproduces the refit's own per-speaker figures
     (Keras path) through the SavedModel, and plain evaluation the plain ones."""

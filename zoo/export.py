@@ -17,7 +17,12 @@ is a second signature):
         each clip's own; used by `zoo.evaluate --speaker-norm`
     serving_by_speaker(waveform, length, speaker string [batch]): exports of zoo.refit_head
         only; embeddings standardised per speaker id within the request (SpeakerServingModule)
-all -> probabilities float32 [batch, classes], label string [batch].
+    serving_embedding(waveform, length) -> embedding float32 [batch, D], and
+    serving_with_speaker_stats(waveform, length, embedding_mean, embedding_std [batch, D]):
+        serving_by_speaker in two steps, for speakers with more clips than one request should
+        hold: embed the clips in any batches, take the mean and (population) standard
+        deviation of a speaker's embeddings, then classify with them
+all but serving_embedding -> probabilities float32 [batch, classes], label string [batch].
 
 Any batch size and clip length; clips shorter than one FFT window are zero-padded, and with
 `length` a clip's probabilities do not depend on the padding after it. A request that cannot be
@@ -40,8 +45,8 @@ import tensorflow as tf
 from pipelines import features as F
 from pipelines.spec import FeatureSpec
 from zoo.layout import (  # noqa: F401 - re-exported: the layout helpers were defined here first
-    SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_SPEAKER, SIGNATURE_STATS, next_version,
-    read_export, resolve_version,
+    SIGNATURE_DEFAULT, SIGNATURE_EMBEDDING, SIGNATURE_LENGTH, SIGNATURE_SPEAKER,
+    SIGNATURE_SPEAKER_STATS, SIGNATURE_STATS, next_version, read_export, resolve_version,
 )
 
 
@@ -188,7 +193,9 @@ class SpeakerServingModule(ServingModule):
 
     def signatures(self) -> dict:
         return {**super().signatures(),
-                SIGNATURE_SPEAKER: self.serve_by_speaker.get_concrete_function()}
+                SIGNATURE_SPEAKER: self.serve_by_speaker.get_concrete_function(),
+                SIGNATURE_EMBEDDING: self.serve_embedding.get_concrete_function(),
+                SIGNATURE_SPEAKER_STATS: self.serve_with_speaker_stats.get_concrete_function()}
 
     def save_keras(self, out: Path) -> None:
         super().save_keras(out)
@@ -208,6 +215,43 @@ class SpeakerServingModule(ServingModule):
         features = self._features(waveform, length, extra_checks=ranks + [rows])
         embedding = speaker_standardize(trunk(features, training=False), speaker)
         return self._outputs(head(embedding, training=False))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform"),
+                                  tf.TensorSpec([None], tf.int32, name="length")])
+    def serve_embedding(self, waveform, length):
+        trunk, _ = self._speaker_models.value
+        embedding = trunk(self._features(waveform, length), training=False)
+        return {"embedding": tf.identity(embedding, name="embedding")}
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, None], tf.float32, name="waveform"),
+        tf.TensorSpec([None], tf.int32, name="length"),
+        tf.TensorSpec([None, None], tf.float32, name="embedding_mean"),
+        tf.TensorSpec([None, None], tf.float32, name="embedding_std")])
+    def serve_with_speaker_stats(self, waveform, length, embedding_mean, embedding_std):
+        trunk, head = self._speaker_models.value
+        dim = trunk.output.shape[-1]
+        ranks = [_assert_rank(s, 2, f"{name}: wrong rank, [batch, {dim}] needed")
+                 for s, name in ((embedding_mean, "embedding_mean"),
+                                 (embedding_std, "embedding_std"))]
+        with tf.control_dependencies(ranks):
+            want = tf.stack([tf.shape(waveform)[0], dim])
+            checks = [
+                tf.debugging.assert_equal(tf.shape(embedding_mean), want,
+                                          message=f"embedding_mean: [batch, {dim}] needed"),
+                tf.debugging.assert_equal(tf.shape(embedding_std), want,
+                                          message=f"embedding_std: [batch, {dim}] needed"),
+                tf.debugging.assert_all_finite(embedding_mean,
+                                               message="embedding_mean: NaN or Inf values"),
+                tf.debugging.assert_all_finite(embedding_std,
+                                               message="embedding_std: NaN or Inf values"),
+                tf.debugging.assert_non_negative(embedding_std,
+                                                 message="embedding_std: negative values"),
+            ]
+        features = self._features(waveform, length, extra_checks=ranks + checks)
+        embedding = trunk(features, training=False)
+        standardized = (embedding - embedding_mean) / (embedding_std + SPEAKER_EPS)
+        return self._outputs(head(standardized, training=False))
 
 
 def _assert_rank(x, rank: int, message: str):

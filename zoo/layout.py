@@ -11,6 +11,9 @@ SIGNATURE_DEFAULT = "serving_default"
 SIGNATURE_LENGTH = "serving_with_length"
 SIGNATURE_STATS = "serving_with_stats"
 SIGNATURE_SPEAKER = "serving_by_speaker"  # zoo.refit_head exports only
+# The same in two steps, for speakers with more clips than one request should hold:
+SIGNATURE_EMBEDDING = "serving_embedding"  # waveform -> the embedding the statistics are over
+SIGNATURE_SPEAKER_STATS = "serving_with_speaker_stats"  # + embedding_mean / embedding_std
 SIGNATURES = (SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS)
 
 

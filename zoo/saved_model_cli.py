@@ -12,7 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from zoo.layout import SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_SPEAKER, SIGNATURE_STATS
+from zoo.layout import (
+    SIGNATURE_DEFAULT, SIGNATURE_EMBEDDING, SIGNATURE_LENGTH, SIGNATURE_SPEAKER,
+    SIGNATURE_SPEAKER_STATS, SIGNATURE_STATS,
+)
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 SERVE_TAG = "serve"
@@ -88,11 +91,13 @@ def parse_show_all(text: str) -> dict:
     return tagsets
 
 
-def expected_signatures(num_classes: int, names=None) -> dict:
+def expected_signatures(num_classes: int, names=None, embedding_dim: int | None = None) -> dict:
     """{signature: {"inputs": {name: (dtype, shape)}, "outputs": {...}}} of a zoo export, in
     saved_model_cli's words (DT_FLOAT, -1 for any size). names: those listed in zoo.json;
-    default the three every feature export has (serving_by_speaker only when named)."""
+    default the three every feature export has (serving_by_speaker and its two-step form only
+    when named; embedding_dim: zoo.json speaker_head.embedding_dim)."""
     waveform = ("DT_FLOAT", (-1, -1))
+    embedding = ("DT_FLOAT", (-1, embedding_dim or -1))
     length = ("DT_INT32", (-1,))
     outputs = {"probabilities": ("DT_FLOAT", (-1, num_classes)), "label": ("DT_STRING", (-1,))}
     every = {
@@ -106,6 +111,12 @@ def expected_signatures(num_classes: int, names=None) -> dict:
         SIGNATURE_SPEAKER: {"inputs": {"waveform": waveform, "length": length,
                                        "speaker": ("DT_STRING", (-1,))},
                             "outputs": outputs},
+        SIGNATURE_EMBEDDING: {"inputs": {"waveform": waveform, "length": length},
+                              "outputs": {"embedding": embedding}},
+        SIGNATURE_SPEAKER_STATS: {"inputs": {"waveform": waveform, "length": length,
+                                             "embedding_mean": ("DT_FLOAT", (-1, -1)),
+                                             "embedding_std": ("DT_FLOAT", (-1, -1))},
+                                  "outputs": outputs},
     }
     names = names or [SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS]  # every export
     return {n: every[n] for n in names if n in every}

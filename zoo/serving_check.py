@@ -15,7 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.layout import SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_SPEAKER, read_export
+from zoo.layout import (
+    SIGNATURE_DEFAULT, SIGNATURE_EMBEDDING, SIGNATURE_LENGTH, SIGNATURE_SPEAKER,
+    SIGNATURE_SPEAKER_STATS, read_export,
+)
 from zoo.saved_model_cli import (  # noqa: F401 - show_all re-exported (tests, callers)
     SERVE_TAG, compare_signature, expected_signatures, finish_show, parse_show_all, shape_text,
     show_all, start_show,
@@ -161,7 +164,8 @@ def _run_checks(path: Path, show, waveform) -> list[Check]:
     checks.append(_labels_asset(path, info))
     spec_check, spec = _spec_asset(path, info)
     checks.append(spec_check)
-    expected = expected_signatures(len(labels), info.get("signatures"))
+    expected = expected_signatures(len(labels), info.get("signatures"),
+                                   info.get("speaker_head", {}).get("embedding_dim"))
     if SIGNATURE_DEFAULT not in expected:
         expected = {**expected_signatures(len(labels), [SIGNATURE_DEFAULT]), **expected}
 
@@ -225,15 +229,17 @@ def _call_checks(path: Path, loaded, spec, labels: list[str], wave: np.ndarray) 
             checks.append(Check("padding", False, f"{SIGNATURE_LENGTH} failed: "
                                                   f"{_one_line(err)}"))
     if SIGNATURE_SPEAKER in loaded.signatures:
-        checks.append(_speaker_check(loaded, wave, len(labels)))
+        checks += _speaker_checks(loaded, wave, len(labels))
     checks.append(_keras_check(path, spec, wave, served))
     return checks
 
 
-def _speaker_check(loaded, wave: np.ndarray, num_classes: int) -> Check:
+def _speaker_checks(loaded, wave: np.ndarray, num_classes: int) -> list[Check]:
     """serving_by_speaker on four variants of the clip from two speakers: valid probabilities,
     and the same answers when the rows come in reverse order (only the speaker ids group
-    them)."""
+    them); where the export has the two-step form (serving_embedding, then
+    serving_with_speaker_stats with each speaker's mean and standard deviation), the same
+    answers from it."""
     from pipelines.tfenv import quiet_tensorflow
 
     tf = quiet_tensorflow()
@@ -252,12 +258,34 @@ def _speaker_check(loaded, wave: np.ndarray, num_classes: int) -> Check:
     try:
         forward, backward = call([0, 1, 2, 3]), call([3, 2, 1, 0])[::-1]
     except Exception as err:  # noqa: BLE001
-        return Check("by speaker", False, f"{SIGNATURE_SPEAKER} failed: {_one_line(err)}")
+        return [Check("by speaker", False, f"{SIGNATURE_SPEAKER} failed: {_one_line(err)}")]
     diff = float(np.abs(forward - backward).max())
     ok = forward.shape == (4, num_classes) and np.isfinite(forward).all() \
         and np.allclose(forward.sum(axis=1), 1, atol=1e-4) and diff <= 1e-5
-    return Check("by speaker", ok, f"{SIGNATURE_SPEAKER} on 4 clips of 2 speakers, rows "
-                                   f"reversed: max |diff| {diff:.2e}")
+    checks = [Check("by speaker", ok, f"{SIGNATURE_SPEAKER} on 4 clips of 2 speakers, rows "
+                                      f"reversed: max |diff| {diff:.2e}")]
+    if SIGNATURE_SPEAKER_STATS not in loaded.signatures:
+        return checks
+    try:
+        two_step = []
+        for pair in ([0, 1], [2, 3]):  # one speaker at a time, as a client would
+            emb = loaded.signatures[SIGNATURE_EMBEDDING](
+                waveform=tf.constant(rows[pair]), length=tf.constant(length[pair]))
+            emb = emb["embedding"].numpy()
+            stats = np.repeat(emb.mean(axis=0, keepdims=True), 2, axis=0), \
+                np.repeat(emb.std(axis=0, keepdims=True), 2, axis=0)
+            out = loaded.signatures[SIGNATURE_SPEAKER_STATS](
+                waveform=tf.constant(rows[pair]), length=tf.constant(length[pair]),
+                embedding_mean=tf.constant(stats[0]), embedding_std=tf.constant(stats[1]))
+            two_step.append(out["probabilities"].numpy())
+    except Exception as err:  # noqa: BLE001
+        return checks + [Check("by speaker, two steps", False,
+                               f"{SIGNATURE_EMBEDDING} / {SIGNATURE_SPEAKER_STATS} failed: "
+                               f"{_one_line(err)}")]
+    diff = float(np.abs(np.concatenate(two_step) - forward).max())
+    return checks + [Check("by speaker, two steps", diff <= 1e-4,
+                           f"{SIGNATURE_EMBEDDING} then {SIGNATURE_SPEAKER_STATS} with each "
+                           f"speaker's statistics vs {SIGNATURE_SPEAKER}: max |diff| {diff:.2e}")]
 
 
 def _keras_check(path: Path, spec, wave: np.ndarray, served: np.ndarray) -> Check:
