@@ -70,6 +70,7 @@ def test_grouped_run_exports_both_paths(grouped_run):
     assert head["embedding_input_of"] == "speaker_standardize"
     assert head["embedding_dim"] == 2 * TINY["filters"][-1]  # mean and max pooling
     assert head["plain"]["l2"] in [t["l2"] for t in head["plain"]["tried"]]
+    assert head["speaker"] == {"trained_with_speaker_groups": 4}
     card = (grouped_run["export"] / "model_card.md").read_text()
     assert "--speaker-groups 4" in card and "serving_by_speaker" in card
     assert "test, embeddings standardised per speaker" in card

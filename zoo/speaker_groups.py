@@ -25,9 +25,10 @@ class GroupedRun:
     def __init__(self, model, data, spec, labels: list[str], batch_size: int = 32,
                  seed: int = 0, l2_grid=None, progress: bool = True):
         from pipelines.tfrecord import open_set
+        from zoo.models.cnn import SPEAKER_STANDARDIZE
         from zoo.refit_head import (
             DEFAULT_L2, embed_split, embedding_layer, embedding_model, fit_head, plain_model,
-            speaker_standardize_np, trained_speaker_head,
+            trained_speaker_head,
         )
 
         self.labels = labels
@@ -37,15 +38,15 @@ class GroupedRun:
         self.manifest = tfset.manifest().set_index("id")
         self.embedded = {s: embed_split(self.trunk, data, s, spec, batch_size, progress)
                          for s in ("train", "validation", "test") if tfset.examples(s)}
-        self._standardize = speaker_standardize_np
         (x, y, _), (vx, vy, _) = self.embedded["train"], self.embedded["validation"]
-        l2_grid = l2_grid or DEFAULT_L2
-        self.plain_head, l2, tried = fit_head((x, y), (vx, vy), labels, l2_grid, seed=seed)
+        self.plain_head, l2, tried = fit_head((x, y), (vx, vy), labels, l2_grid or DEFAULT_L2,
+                                              seed=seed)
         self.plain_model = plain_model(model, self.plain_head)
         self.selection = {"embedding_dim": int(x.shape[1]),
                           "embedding_input_of": embedding_layer(model),
                           "plain": {"l2": l2, "tried": tried},
-                          "speaker": "the trained head (zoo.train --speaker-groups)"}
+                          "speaker": {"trained_with_speaker_groups": int(
+                              model.get_layer(SPEAKER_STANDARDIZE).group_size)}}
 
     def predict(self, split: str):
         """Plain head, one clip at a time: a predictions DataFrame."""
@@ -54,8 +55,10 @@ class GroupedRun:
 
     def predict_by_speaker(self, split: str):
         """The trained head on embeddings standardised over all clips of each speaker."""
+        from zoo.refit_head import speaker_standardize_np
+
         x, y, meta = self.embedded[split]
-        z = self._standardize(x, meta["speaker"])
+        z = speaker_standardize_np(x, meta["speaker"])
         return self._frame(self.speaker_head(z, training=False), y, meta, split)
 
     def _frame(self, probs, y, meta, split):
