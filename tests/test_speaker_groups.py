@@ -105,3 +105,12 @@ def test_bad_speaker_groups_are_one_line_errors(demo_set, tmp_path, capsys, extr
 
     assert main(train_argv(demo_set, tmp_path / "run", tmp_path / "savedmodels", *extra)) == 2
     assert message in one_line_error(capsys)
+
+
+def test_speaker_groups_are_for_feature_models(demo_set, tmp_path, capsys):
+    from zoo.train import main
+
+    argv = ["--model", "hubert_cnn", "--data", str(demo_set), "--speaker-groups", "4",
+            "--run-dir", str(tmp_path / "run")]
+    assert main(argv) == 2
+    assert "hubert_cnn takes embedding input" in one_line_error(capsys)

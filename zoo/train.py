@@ -44,6 +44,9 @@ def train(config: TrainConfig) -> dict:
 
     entry = get_entry(config.model)
     if entry.input != "features":
+        if config.speaker_groups:
+            raise TrainError(f"--speaker-groups is for the feature models (CNN, CRNN); "
+                             f"{config.model} takes {entry.input} input")
         from zoo.train_ssl import train_ssl  # embedding and waveform models
 
         return train_ssl(config)
@@ -307,7 +310,8 @@ def parse_args(argv=None) -> TrainConfig:
                              "batches are groups of G clips of one speaker (the batch size "
                              "must be a multiple of G), and the export classifies each "
                              "speaker's clips with their statistics (serving_by_speaker) and "
-                             "single clips with a re-fitted plain head. Default 0 (off)")
+                             "single clips with a re-fitted plain head. Default 0 (off); "
+                             "measured no better than zoo.refit_head after normal training")
     parser.add_argument("--checkpoint",
                         help="pretrained encoder folder for wav2vec2_finetune (docs/ssl.md)")
     parser.add_argument("--cpu-devices", type=int, default=0, help=argparse.SUPPRESS)
