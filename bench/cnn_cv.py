@@ -22,7 +22,7 @@ With --speaker-groups G, step 2 trains with the embedding standardised per speak
 ends with a plain head fitted after training and its trained per-speaker head.
 Every step runs in its own process and leaves its output in --work; a fold whose results are
 there is not run again, so an interrupted run resumes (a half-trained fold resumes from its
-last epoch). About 15 minutes per fold at 20 epochs on 2 CPU cores.
+last epoch). About 10-15 minutes per fold at 20 epochs on 2 CPU cores.
 """
 
 from __future__ import annotations
