@@ -124,8 +124,8 @@ def test_by_speaker_bad_request_is_one_clear_error(refit_run):
 
 
 def test_two_step_signatures_give_the_by_speaker_answers(refit_run):
-    """The runner's two-step path (serving_embedding, statistics here, then
-    serving_with_speaker_stats in small batches) equals one serving_by_speaker request per
+    """The runner's two-step path (serving_embedding in small batches, statistics here, then
+    serving_with_speaker_stats on the embeddings) equals one serving_by_speaker request per
     group of clips, for whole speakers and for groups of 3."""
     import tensorflow as tf
 
@@ -164,16 +164,16 @@ def test_speaker_stats_bad_request_is_one_clear_error(refit_run):
 
     loaded = tf.saved_model.load(str(refit_run["export"]))
     sig = loaded.signatures[SIGNATURE_SPEAKER_STATS]
-    wave = tf.zeros([2, 8000]) + 0.01
-    length = tf.constant([8000, 8000])
     dim = json.loads((refit_run["export"] / "zoo.json").read_text())["speaker_head"][
         "embedding_dim"]
+    emb = tf.ones([2, dim])
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"embedding_std: \\[batch, {dim}\\]"):
-        sig(waveform=wave, length=length, embedding_mean=tf.zeros([2, dim]),
-            embedding_std=tf.ones([2, dim + 1]))
+        sig(embedding=emb, embedding_mean=tf.zeros([2, dim]), embedding_std=tf.ones([2, dim + 1]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"embedding: \\[batch, {dim}\\]"):
+        sig(embedding=tf.ones([2, dim + 1]), embedding_mean=tf.zeros([2, dim]),
+            embedding_std=tf.ones([2, dim]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="embedding_std: negative"):
-        sig(waveform=wave, length=length, embedding_mean=tf.zeros([2, dim]),
-            embedding_std=-tf.ones([2, dim]))
+        sig(embedding=emb, embedding_mean=tf.zeros([2, dim]), embedding_std=-tf.ones([2, dim]))
 
 
 def test_evaluate_speaker_norm_goes_through_serving_by_speaker(refit_run, demo_set, capsys):

@@ -18,10 +18,11 @@ is a second signature):
     serving_by_speaker(waveform, length, speaker string [batch]): exports of zoo.refit_head
         only; embeddings standardised per speaker id within the request (SpeakerServingModule)
     serving_embedding(waveform, length) -> embedding float32 [batch, D], and
-    serving_with_speaker_stats(waveform, length, embedding_mean, embedding_std [batch, D]):
+    serving_with_speaker_stats(embedding, embedding_mean, embedding_std [batch, D]):
         serving_by_speaker in two steps, for speakers with more clips than one request should
         hold: embed the clips in any batches, take the mean and (population) standard
-        deviation of a speaker's embeddings, then classify with them
+        deviation of a speaker's embeddings, then classify the embeddings with them (the
+        audio is not sent or run through the network again)
 all but serving_embedding -> probabilities float32 [batch, classes], label string [batch].
 
 Any batch size and clip length; clips shorter than one FFT window are zero-padded, and with
@@ -224,34 +225,31 @@ class SpeakerServingModule(ServingModule):
         return {"embedding": tf.identity(embedding, name="embedding")}
 
     @tf.function(input_signature=[
-        tf.TensorSpec([None, None], tf.float32, name="waveform"),
-        tf.TensorSpec([None], tf.int32, name="length"),
+        tf.TensorSpec([None, None], tf.float32, name="embedding"),
         tf.TensorSpec([None, None], tf.float32, name="embedding_mean"),
         tf.TensorSpec([None, None], tf.float32, name="embedding_std")])
-    def serve_with_speaker_stats(self, waveform, length, embedding_mean, embedding_std):
+    def serve_with_speaker_stats(self, embedding, embedding_mean, embedding_std):
         trunk, head = self._speaker_models.value
         dim = trunk.output.shape[-1]
-        ranks = [_assert_rank(s, 2, f"{name}: wrong rank, [batch, {dim}] needed")
-                 for s, name in ((embedding_mean, "embedding_mean"),
-                                 (embedding_std, "embedding_std"))]
+        inputs = (("embedding", embedding), ("embedding_mean", embedding_mean),
+                  ("embedding_std", embedding_std))
+        ranks = [_assert_rank(x, 2, f"{name}: wrong rank, [batch, {dim}] needed")
+                 for name, x in inputs]
         with tf.control_dependencies(ranks):
-            want = tf.stack([tf.shape(waveform)[0], dim])
-            checks = [
-                tf.debugging.assert_equal(tf.shape(embedding_mean), want,
-                                          message=f"embedding_mean: [batch, {dim}] needed"),
-                tf.debugging.assert_equal(tf.shape(embedding_std), want,
-                                          message=f"embedding_std: [batch, {dim}] needed"),
-                tf.debugging.assert_all_finite(embedding_mean,
-                                               message="embedding_mean: NaN or Inf values"),
-                tf.debugging.assert_all_finite(embedding_std,
-                                               message="embedding_std: NaN or Inf values"),
-                tf.debugging.assert_non_negative(embedding_std,
-                                                 message="embedding_std: negative values"),
-            ]
-        features = self._features(waveform, length, extra_checks=ranks + checks)
-        embedding = trunk(features, training=False)
-        standardized = (embedding - embedding_mean) / (embedding_std + SPEAKER_EPS)
-        return self._outputs(head(standardized, training=False))
+            rows = tf.shape(embedding)[0]
+            checks = [tf.debugging.assert_positive(
+                rows, message="embedding: empty batch (0 rows)")]
+            for name, x in inputs:
+                checks += [
+                    tf.debugging.assert_equal(tf.shape(x), tf.stack([rows, dim]),
+                                              message=f"{name}: [batch, {dim}] needed"),
+                    tf.debugging.assert_all_finite(x, message=f"{name}: NaN or Inf values"),
+                ]
+            checks.append(tf.debugging.assert_non_negative(
+                embedding_std, message="embedding_std: negative values"))
+        with tf.control_dependencies(checks):
+            standardized = (embedding - embedding_mean) / (embedding_std + SPEAKER_EPS)
+            return self._outputs(head(standardized, training=False))
 
 
 def _assert_rank(x, rank: int, message: str):

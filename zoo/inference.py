@@ -12,6 +12,7 @@ from zoo.layout import (SIGNATURE_EMBEDDING, SIGNATURE_LENGTH, SIGNATURE_SPEAKER
                         read_export, resolve_version)
 
 MAX_BATCH_SAMPLES = 16000 * 60 * 4  # four minutes of audio per request at most
+EMBEDDING_BATCH = 1024  # embeddings per serving_with_speaker_stats request
 
 
 def batches(waves: list[np.ndarray], batch_size: int = 16,
@@ -117,10 +118,11 @@ class SavedModelRunner:
         groups of k clips (the last may hold fewer): how well the model does when a client has
         only k clips of a speaker at a time.
 
-        Exports with the two-step signatures embed every clip (serving_embedding, in batches
-        of batch_size), take each group's mean and standard deviation here and classify with
-        them (serving_with_speaker_stats): requests stay small however many clips a speaker
-        has. Older exports get one serving_by_speaker request per group."""
+        Exports with the two-step signatures embed every clip once (serving_embedding, in
+        batches of batch_size), take each group's mean and standard deviation here and
+        classify the embeddings with them (serving_with_speaker_stats): requests stay small
+        however many clips a speaker has. Older exports get one serving_by_speaker request per
+        group."""
         tf = quiet_tensorflow()
         if not self.by_speaker:
             raise ValueError(f"{self.path}: exported without the {SIGNATURE_SPEAKER} signature")
@@ -142,11 +144,11 @@ class SavedModelRunner:
             for _, idx in groups:
                 mean[idx], std[idx] = emb[idx].mean(axis=0), emb[idx].std(axis=0)
             sig = self.loaded.signatures[SIGNATURE_SPEAKER_STATS]
-            for idx in batches(waves, batch_size):
-                batch, length = padded(waves, idx)
-                out[idx] = sig(waveform=tf.constant(batch), length=tf.constant(length),
-                               embedding_mean=tf.constant(mean[idx]),
-                               embedding_std=tf.constant(std[idx]))["probabilities"].numpy()
+            for start in range(0, len(waves), EMBEDDING_BATCH):
+                rows = slice(start, start + EMBEDDING_BATCH)
+                out[rows] = sig(embedding=tf.constant(emb[rows]),
+                                embedding_mean=tf.constant(mean[rows]),
+                                embedding_std=tf.constant(std[rows]))["probabilities"].numpy()
             return out
         for speaker, idx in groups:
             batch, length = padded(waves, idx)

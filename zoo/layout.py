@@ -13,7 +13,7 @@ SIGNATURE_STATS = "serving_with_stats"
 SIGNATURE_SPEAKER = "serving_by_speaker"  # zoo.refit_head exports only
 # The same in two steps, for speakers with more clips than one request should hold:
 SIGNATURE_EMBEDDING = "serving_embedding"  # waveform -> the embedding the statistics are over
-SIGNATURE_SPEAKER_STATS = "serving_with_speaker_stats"  # + embedding_mean / embedding_std
+SIGNATURE_SPEAKER_STATS = "serving_with_speaker_stats"  # embeddings + their speaker's mean/std
 SIGNATURES = (SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS)
 
 

@@ -113,9 +113,8 @@ def expected_signatures(num_classes: int, names=None, embedding_dim: int | None 
                             "outputs": outputs},
         SIGNATURE_EMBEDDING: {"inputs": {"waveform": waveform, "length": length},
                               "outputs": {"embedding": embedding}},
-        SIGNATURE_SPEAKER_STATS: {"inputs": {"waveform": waveform, "length": length,
-                                             "embedding_mean": ("DT_FLOAT", (-1, -1)),
-                                             "embedding_std": ("DT_FLOAT", (-1, -1))},
+        SIGNATURE_SPEAKER_STATS: {"inputs": {name: ("DT_FLOAT", (-1, -1)) for name in
+                                             ("embedding", "embedding_mean", "embedding_std")},
                                   "outputs": outputs},
     }
     names = names or [SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS]  # every export

@@ -275,8 +275,8 @@ def _speaker_checks(loaded, wave: np.ndarray, num_classes: int) -> list[Check]:
             stats = np.repeat(emb.mean(axis=0, keepdims=True), 2, axis=0), \
                 np.repeat(emb.std(axis=0, keepdims=True), 2, axis=0)
             out = loaded.signatures[SIGNATURE_SPEAKER_STATS](
-                waveform=tf.constant(rows[pair]), length=tf.constant(length[pair]),
-                embedding_mean=tf.constant(stats[0]), embedding_std=tf.constant(stats[1]))
+                embedding=tf.constant(emb), embedding_mean=tf.constant(stats[0]),
+                embedding_std=tf.constant(stats[1]))
             two_step.append(out["probabilities"].numpy())
     except Exception as err:  # noqa: BLE001
         return checks + [Check("by speaker, two steps", False,
