@@ -57,7 +57,7 @@ from pipelines.tfrecord import open_set  # noqa: E402
 from zoo.evaluate import clips_from_tfrecords  # noqa: E402
 from zoo.metrics import report  # noqa: E402
 from zoo.models import zoo_mfcc_spec  # noqa: E402
-from zoo.refit_head import speaker_standardize_np  # noqa: E402
+from zoo.embedding_heads import speaker_standardize_np  # noqa: E402
 
 SPLITS = ("train", "validation", "test")
 FEATURE_SETS = ("mfcc", "mfcc+delta+logmel")

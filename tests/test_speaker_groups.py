@@ -15,7 +15,7 @@ def test_group_standardize_is_per_speaker_standardisation_of_each_group():
     import keras
 
     from zoo.layers import GroupStandardize
-    from zoo.refit_head import speaker_standardize_np
+    from zoo.embedding_heads import speaker_standardize_np
 
     rng = np.random.default_rng(0)
     x = (rng.normal(2.0, 3.0, (12, 5)) * rng.uniform(0.1, 10, 5)).astype(np.float32)

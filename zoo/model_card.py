@@ -47,7 +47,7 @@ def _speaker_groups_lines(config) -> list[str]:
     groups = getattr(config, "speaker_groups", 0)
     if not groups:
         return []
-    from zoo.refit_head import MIN_CLIPS
+    from zoo.embedding_heads import MIN_CLIPS
 
     return [f"**Trained with speaker groups of {groups} clips**: the network standardises its "
             "pooled embedding per speaker before its head. `serving_by_speaker` (`waveform`, "

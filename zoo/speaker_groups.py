@@ -26,7 +26,7 @@ class GroupedRun:
                  seed: int = 0, l2_grid=None, progress: bool = True):
         from pipelines.tfrecord import open_set
         from zoo.models.cnn import SPEAKER_STANDARDIZE
-        from zoo.refit_head import (
+        from zoo.embedding_heads import (
             DEFAULT_L2, embed_split, embedding_layer, embedding_model, fit_head, plain_model,
             trained_speaker_head,
         )
@@ -55,19 +55,19 @@ class GroupedRun:
 
     def predict_by_speaker(self, split: str):
         """The trained head on embeddings standardised over all clips of each speaker."""
-        from zoo.refit_head import speaker_standardize_np
+        from zoo.embedding_heads import speaker_standardize_np
 
         x, y, meta = self.embedded[split]
         z = speaker_standardize_np(x, meta["speaker"])
         return self._frame(self.speaker_head(z, training=False), y, meta, split)
 
     def _frame(self, probs, y, meta, split):
-        from zoo.refit_head import predictions
+        from zoo.embedding_heads import predictions
 
         return predictions(np.asarray(probs), y, meta, split, self.labels, self.manifest)
 
     def export(self, spec, base, name: str, card: str, meta: dict, min_clips: int):
-        from zoo.refit_head import export_refit
+        from zoo.embedding_heads import export_refit
 
         meta = {**meta, "speaker_head": {"source": "trained with speaker groups",
                                          "min_clips_per_speaker": min_clips, **self.selection}}

@@ -166,7 +166,7 @@ def train(config: TrainConfig) -> dict:
 def _finish_grouped(config, model, spec, labels, data, tfset, run, seconds) -> dict:
     """Metrics and export of a run trained with speaker groups (zoo.speaker_groups)."""
     from zoo.model_card import model_card
-    from zoo.refit_head import MIN_CLIPS
+    from zoo.embedding_heads import MIN_CLIPS
     from zoo.speaker_groups import GroupedRun
     from zoo.train_report import finish_run, headline
 
