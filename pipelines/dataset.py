@@ -100,7 +100,8 @@ def make_dataset(
                          f"{speaker_groups} (at least 2)")
     normalizer = _speaker_normalizer(folder, spec, speaker_norm, speaker_stats, training) \
         if speaker_norm > 0 and output == "features" else None
-    needed = (("speaker",) if normalizer or speaker_groups else ()) + (("corpus",) if sample_weights else ())
+    needed = (("speaker",) if normalizer or speaker_groups else ()) \
+        + (("corpus",) if sample_weights else ())
     meta_fields = META_FIELDS if with_meta else needed
     weight_of = _weight_lookup(sample_weights) if sample_weights else None
     ds = _records(tfset, split, training, seed, num_shards, shard_index)

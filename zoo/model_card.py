@@ -37,9 +37,7 @@ def model_card(config, spec, tfset, metrics: dict) -> str:
         "",
     ]
     if getattr(config, "speaker_groups", 0):
-        return "\n".join(lines + data_and_results(
-            tfset, metrics, speaker_rows="embeddings standardised per speaker",
-            speaker_note=SPEAKER_EMBEDDING_NOTE))
+        return "\n".join(lines + embedding_results(tfset, metrics))
     return "\n".join(lines + data_and_results(tfset, metrics))
 
 
@@ -55,8 +53,8 @@ def _speaker_groups_lines(config) -> list[str]:
             "the request that carry the same speaker id: **send all of a speaker's clips in one "
             f"request, at least {MIN_CLIPS}**. `serving_default` and the other signatures "
             "classify one clip at a time with a linear head fitted afterwards on the "
-            "un-standardised embeddings (L2 chosen by validation UA; zoo.json `speaker_head`).",
-            ""]
+            "un-standardised embeddings (L2 chosen by validation UA; zoo.json `speaker_head`). "
+            + TWO_STEP_NOTE, ""]
 
 
 def _speaker_norm_warning(config) -> list[str]:
@@ -133,6 +131,11 @@ def _result_rows(m: dict, title: str, prefix: str) -> list[str]:
     return rows
 
 
+SPEAKER_EMBEDDING_ROWS = "embeddings standardised per speaker"
+TWO_STEP_NOTE = ("With many clips per speaker, `serving_embedding` (returns `embedding`) then "
+                 "`serving_with_speaker_stats` on those embeddings with the speaker's mean and "
+                 "standard deviation give the same answers in small requests "
+                 "(docs/serving.md).")
 SPEAKER_EMBEDDING_NOTE = (
     " Rows 'standardised per speaker' use each clip's embedding minus the mean, over the "
     "standard deviation, of all clips of its speaker (no labels): `serving_by_speaker`, "
@@ -183,3 +186,10 @@ def data_and_results(tfset, metrics: dict, speaker_note: str = SPEAKER_NORM_NOTE
               "practice. Acted emotion in studio recordings: expect lower accuracy on "
               "spontaneous speech, other languages and other recording conditions.", ""]
     return lines
+
+
+def embedding_results(tfset, metrics: dict) -> list[str]:
+    """data_and_results for exports whose per-speaker rows standardise embeddings
+    (zoo.refit_head, runs trained with --speaker-groups)."""
+    return data_and_results(tfset, metrics, speaker_note=SPEAKER_EMBEDDING_NOTE,
+                            speaker_rows=SPEAKER_EMBEDDING_ROWS)

@@ -98,7 +98,7 @@ def check_held_out(info: dict, tfset) -> None:
 
 def card_text(name: str, source: Path, info: dict, args, spec, tfset, metrics: dict,
               selection: dict, seconds: float) -> str:
-    from zoo.model_card import SPEAKER_EMBEDDING_NOTE, data_and_results
+    from zoo.model_card import TWO_STEP_NOTE, embedding_results
 
     def tried(key):
         return ", ".join(f"{t['l2']:g}: {100 * t['validation_ua']:.1f}%"
@@ -122,10 +122,11 @@ def card_text(name: str, source: Path, info: dict, args, spec, tfset, metrics: d
         "embedding is standardised with the statistics of the clips in the same request that "
         "have the same speaker id, then classified by the per-speaker head. **Send all of a "
         f"speaker's clips in one request, at least {args.min_clips}**; statistics from a few "
-        "clips are poor.",
+        "clips are poor. " + TWO_STEP_NOTE,
         "`serving_with_stats` is kept for a uniform interface (with normalisation "
         f"'{spec.normalization}' its statistics are not used).",
-        "All return `probabilities` float32 [batch, classes] and `label` string [batch]. "
+        "All but `serving_embedding` return `probabilities` float32 [batch, classes] and "
+        "`label` string [batch]. "
         f"Labels (index order): {', '.join(info['labels'])}.",
         "",
         f"Features computed inside the graph: {spec.kind}, {spec.channels} channels, trim "
@@ -141,15 +142,14 @@ def card_text(name: str, source: Path, info: dict, args, spec, tfset, metrics: d
         f"- per speaker: L2 {selection['speaker']['l2']:g} (tried {tried('speaker')})",
         "",
     ]
-    return "\n".join(lines + data_and_results(
-        tfset, metrics, speaker_rows="embeddings standardised per speaker",
-        speaker_note=SPEAKER_EMBEDDING_NOTE))
+    return "\n".join(lines + embedding_results(tfset, metrics))
 
 
 def refit(args) -> dict:
     """Embed, fit both heads, measure, export; returns the metrics (also in zoo.json)."""
     quiet_tensorflow()
     from zoo.metrics import format_table, full_report
+    from zoo.model_card import SPEAKER_EMBEDDING_ROWS
     from zoo.train_report import headline
     from zoo.train_setup import check_data
     from pipelines.tfrecord import open_set
@@ -191,7 +191,7 @@ def refit(args) -> dict:
                 print(format_table(report, f"{s} ({report['n']} clips), plain head"))
             else:
                 metrics.setdefault("speaker_norm", {})[s] = report
-                print(format_table(report, f"{s}, embeddings standardised per speaker"))
+                print(format_table(report, f"{s}, {SPEAKER_EMBEDDING_ROWS}"))
     selection = {"embedding_dim": int(plain_x["train"].shape[1]),
                  "embedding_input_of": embedding_layer(model),
                  "plain": {"l2": plain_l2, "tried": plain_tried},

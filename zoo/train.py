@@ -165,8 +165,8 @@ def train(config: TrainConfig) -> dict:
 
 def _finish_grouped(config, model, spec, labels, data, tfset, run, seconds) -> dict:
     """Metrics and export of a run trained with speaker groups (zoo.speaker_groups)."""
-    from zoo.model_card import model_card
     from zoo.embedding_heads import MIN_CLIPS
+    from zoo.model_card import SPEAKER_EMBEDDING_ROWS, model_card
     from zoo.speaker_groups import GroupedRun
     from zoo.train_report import finish_run, headline
 
@@ -184,7 +184,7 @@ def _finish_grouped(config, model, spec, labels, data, tfset, run, seconds) -> d
 
     return finish_run(config, labels, data, tfset, run, seconds, grouped.predict,
                       save_and_export, grouped.predict_by_speaker,
-                      speaker_title="embeddings standardised per speaker")
+                      speaker_title=SPEAKER_EMBEDDING_ROWS)
 
 
 def _check_speaker_groups(config: TrainConfig, replicas: int = 1) -> dict:
