@@ -8,6 +8,8 @@ EMOTIONS: tuple[str, ...] = (
 )
 
 CALM_POLICIES = ("neutral", "keep", "drop")
+# Emo-DB boredom has no class here: listed as skipped (default) or folded into neutral.
+BOREDOM_POLICIES = ("drop", "neutral")
 
 _ALIASES = {
     "neutral": "neutral", "neu": "neutral", "n": "neutral",

@@ -3,6 +3,7 @@
     from pipelines.corpora import read_corpus, read_corpora
     readout = read_corpus("ravdess", "/data/ravdess")           # one corpus
     rows, skipped, notes = read_corpora(["ravdess=/data/r", "mine=/data/my_folders"])
+    rows, skipped, notes = read_corpora(["emodb=/data/emodb"], boredom="neutral")
 
 Known names use their corpus' reader; any other name reads a "one folder per emotion" tree.
 """
@@ -11,18 +12,24 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipelines.corpora import cremad, folder, ravdess, savee, tess
+from pipelines.corpora import cremad, emodb, folder, nemo, ravdess, savee, tess
 from pipelines.corpora.base import (
-    COLUMNS, SKIP_COLUMNS, CorpusError, Readout, Unparsable, audio_files,
+    COLUMNS, SKIP_COLUMNS, CorpusError, Readout, Unparsable, audio_files, check_policy,
 )
+from pipelines.labels import BOREDOM_POLICIES
 
 READERS = {
     "ravdess": ravdess.read,
     "tess": tess.read,
     "savee": savee.read,
     "cremad": cremad.read,
+    "emodb": emodb.read,
+    "nemo": nemo.read,
 }
-ALIASES = {"crema-d": "cremad", "crema_d": "cremad", "crema": "cremad"}
+ALIASES = {"crema-d": "cremad", "crema_d": "cremad", "crema": "cremad",
+           "emo-db": "emodb", "emo_db": "emodb", "berlin": "emodb"}
+# Label policies only some corpora have (calm goes to every reader): option -> those readers.
+POLICY_READERS = {"boredom": ("emodb",)}
 
 __all__ = [
     "COLUMNS", "SKIP_COLUMNS", "CorpusError", "Readout", "Unparsable", "audio_files",
@@ -47,12 +54,20 @@ def read_corpus(name: str, root, calm: str = "neutral", **options) -> Readout:
     return folder.read(root, corpus=name, calm=calm, **options)
 
 
-def read_corpora(args, calm: str = "neutral") -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Read several 'NAME=DIR' corpora; rows and skips concatenated, notes in order."""
+def read_corpora(args, calm: str = "neutral",
+                 boredom: str = "drop") -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Read several 'NAME=DIR' corpora; rows and skips concatenated, notes in order.
+
+    calm goes to every reader; boredom (Emo-DB: 'drop' or 'neutral') only to those that have it.
+    """
+    check_policy("boredom", boredom, BOREDOM_POLICIES)
+    policies = {"boredom": boredom}
     readouts = []
     for arg in args:
         name, path = parse_corpus_arg(arg) if isinstance(arg, str) else arg
-        readouts.append(read_corpus(name, path, calm=calm))
+        name = ALIASES.get(name.lower(), name.lower())
+        options = {k: v for k, v in policies.items() if name in POLICY_READERS[k]}
+        readouts.append(read_corpus(name, path, calm=calm, **options))
     names = [r.corpus for r in readouts]
     if len(set(names)) != len(names):
         raise CorpusError(f"the same corpus name is given twice: {names}")

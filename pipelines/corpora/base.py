@@ -88,6 +88,12 @@ def check_root(root: str | os.PathLike, corpus: str) -> Path:
     return root
 
 
+def check_policy(option: str, value: str, choices: tuple[str, ...]) -> None:
+    """A label policy (calm, boredom) must be one of its choices: ValueError naming them."""
+    if value not in choices:
+        raise ValueError(f"{option} must be one of {choices}, got {value!r}")
+
+
 def read_folder(
     root: str | os.PathLike,
     corpus: str,
@@ -102,8 +108,7 @@ def read_folder(
     it), label_word (a word `harmonise` knows) and key (what makes the recording unique, used
     to report duplicates), plus any corpus-specific fields.
     """
-    if calm not in CALM_POLICIES:
-        raise ValueError(f"calm must be one of {CALM_POLICIES}, got {calm!r}")
+    check_policy("calm", calm, CALM_POLICIES)
     root = check_root(root, corpus)
     files, ignored = audio_files(root)
     rows, skipped = [], [(str(p), corpus, why) for p, why in ignored]
