@@ -29,7 +29,7 @@ from pipelines import splits as splitting
 from pipelines.audio import MIN_DURATION, SILENCE_DBFS, AudioError, safe_decode
 from pipelines.corpora import CorpusError, read_corpora
 from pipelines.io import write_csv_atomic
-from pipelines.labels import ordered
+from pipelines.labels import BOREDOM_POLICIES, ordered
 from pipelines.parallel import imap_ordered
 from pipelines.spec import FeatureSpec
 from pipelines.tfrecord import SCHEMA_VERSION, SPLITS, encode_example, quantize, shard_name
@@ -166,6 +166,7 @@ def build(
     test: float = 0.1,
     seed: int = 0,
     calm: str = "neutral",
+    boredom: str = "drop",
     shard_mb: float = 100.0,
     workers: int | None = None,
     min_duration: float = MIN_DURATION,
@@ -180,13 +181,15 @@ def build(
     (pipelines.splits.speaker_split)."""
     out = Path(out)
     spec = spec or FeatureSpec()
-    rows, skipped, notes = read_corpora(corpora, calm=calm)
+    rows, skipped, notes = read_corpora(corpora, calm=calm, boredom=boredom)
     if rows.empty:
         raise BuildError("no readable files in the given corpora (see skipped reasons)")
     options = {"corpora": sorted(corpora), "split_mode": split_mode, "validation": validation,
                "test": test, "seed": seed, "calm": calm, "shard_mb": shard_mb,
                "min_duration": min_duration, "feature_spec": spec.to_dict(),
                "schema_version": SCHEMA_VERSION}
+    if boredom != "drop":  # only when not the default: older sets keep their fingerprint
+        options["boredom"] = boredom
     for key, speakers in (("test_speakers", test_speakers),
                           ("validation_speakers", validation_speakers)):
         if speakers is not None:  # only when given: older sets keep their fingerprint
@@ -308,6 +311,7 @@ def _schema(kept, skipped, shards, labels, spec, notes, options, digest, seconds
                          **{k: options[k] for k in ("test_speakers", "validation_speakers")
                             if k in options}},
         "calm": options["calm"],
+        "boredom": options.get("boredom", "drop"),
         "splits": per_split,
         "corpora": {c: {"files": int(n), "speakers": int(kept.loc[kept.corpus == c,
                                                                   "speaker"].nunique())}
@@ -336,8 +340,9 @@ def main(argv=None) -> int:
                     "speaker-independent train/validation/test splits.",
     )
     parser.add_argument("--corpus", action="append", required=True, metavar="NAME=DIR",
-                        help="a corpus folder; NAME is ravdess, tess, savee, cremad, or any "
-                             "other name for a one-folder-per-emotion tree (repeatable)")
+                        help="a corpus folder; NAME is ravdess, tess, savee, cremad, emodb, "
+                             "nemo, or any other name for a one-folder-per-emotion tree "
+                             "(repeatable)")
     parser.add_argument("--out", required=True, help="output folder, e.g. tfrecords/all")
     parser.add_argument("--split", default="speaker", choices=["speaker", "random"],
                         help="speaker: whole speakers per side (default). random: by file, "
@@ -354,6 +359,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="split seed (0)")
     parser.add_argument("--calm", default="neutral", choices=["neutral", "keep", "drop"],
                         help="RAVDESS calm: fold into neutral (default), keep as a class, drop")
+    parser.add_argument("--boredom", default="drop", choices=list(BOREDOM_POLICIES),
+                        help="Emo-DB boredom, which has no class here: drop (default; listed "
+                             "in skipped.csv) or fold into neutral")
     parser.add_argument("--shard-mb", type=float, default=100.0,
                         help="maximum shard size in MB (100)")
     parser.add_argument("--workers", type=int, default=None,
@@ -366,7 +374,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         schema = build(args.corpus, args.out, split_mode=args.split, validation=args.validation,
-                       test=args.test, seed=args.seed, calm=args.calm, shard_mb=args.shard_mb,
+                       test=args.test, seed=args.seed, calm=args.calm, boredom=args.boredom,
+                       shard_mb=args.shard_mb,
                        workers=args.workers, min_duration=args.min_duration, force=args.force,
                        progress=not args.quiet, test_speakers=args.test_speakers,
                        validation_speakers=args.validation_speakers)

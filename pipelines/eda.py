@@ -20,7 +20,7 @@ import pandas as pd
 from pipelines.io import atomic_path, write_text_atomic as write_text
 from pipelines.audio import AudioError, safe_decode
 from pipelines.corpora import SKIP_COLUMNS, CorpusError, read_corpora
-from pipelines.labels import CALM_POLICIES
+from pipelines.labels import BOREDOM_POLICIES, CALM_POLICIES
 from pipelines.parallel import default_workers, imap_ordered
 
 MEASURES = ("duration_s", "orig_sample_rate", "channels", "format", "subtype",
@@ -88,7 +88,8 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 
 def analyse(rows: pd.DataFrame, skipped: pd.DataFrame, notes: list[str], out: Path,
-            workers: int, progress: bool = True, sources=(), calm: str = "neutral") -> dict:
+            workers: int, progress: bool = True, sources=(), calm: str = "neutral",
+            boredom: str = "drop") -> dict:
     """Measure the files the readers found and write every output into `out`."""
     from pipelines import eda_plots, eda_summary  # matplotlib only once the data is read
 
@@ -103,7 +104,7 @@ def analyse(rows: pd.DataFrame, skipped: pd.DataFrame, notes: list[str], out: Pa
     eda_plots.write_all(manifest, corpora, out)
     elapsed = time.perf_counter() - start
     text = eda_summary.render(manifest, skipped, rates, notes, corpora,
-                              sources=sources, calm=calm, elapsed=elapsed)
+                              sources=sources, calm=calm, boredom=boredom, elapsed=elapsed)
     write_text(out / "summary.md", text)
     return {"files": len(manifest), "skipped": len(skipped), "seconds": elapsed}
 
@@ -126,13 +127,16 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--corpus", action="append", required=True, metavar="NAME=DIR",
                    help="a corpus folder; repeat for several. Known names (ravdess, tess, savee, "
-                        "cremad) use their reader; any other name reads DIR/<emotion>/ or "
-                        "DIR/<speaker>/<emotion>/ folders.")
+                        "cremad, emodb, nemo) use their reader; any other name reads "
+                        "DIR/<emotion>/ or DIR/<speaker>/<emotion>/ folders.")
     p.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="folder for the outputs (created if missing; files in it are replaced).")
     p.add_argument("--calm", choices=CALM_POLICIES, default="neutral",
                    help="RAVDESS calm: fold into neutral (default), keep as its own class, or "
                         "drop (dropped files are listed in skipped.csv).")
+    p.add_argument("--boredom", choices=BOREDOM_POLICIES, default="drop",
+                   help="Emo-DB boredom (no class here): drop (default; listed in skipped.csv) "
+                        "or fold into neutral.")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help=f"processes that decode files (default: the CPUs available, "
                         f"{default_workers()} here; 1 decodes in the main process).")
@@ -152,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return usage_error(f"--workers must be at least 1, got {args.workers}")
     start = time.perf_counter()
     try:
-        rows, skipped, notes = read_corpora(args.corpus, calm=args.calm)
+        rows, skipped, notes = read_corpora(args.corpus, calm=args.calm, boredom=args.boredom)
     except (CorpusError, ValueError) as err:  # bad NAME=DIR, missing or empty folder
         return usage_error(str(err))
     if args.out.exists() and not args.out.is_dir():
@@ -162,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         return usage_error(f"cannot create --out {args.out}: {err.strerror or err}")
     counts = analyse(rows, skipped, notes, args.out, args.workers or default_workers(),
-                     not args.no_progress, sources=args.corpus, calm=args.calm)
+                     not args.no_progress, sources=args.corpus, calm=args.calm,
+                     boredom=args.boredom)
     print(f"{counts['files']} files measured, {counts['skipped']} skipped, "
           f"{time.perf_counter() - start:.1f} s; see {args.out / 'summary.md'}")
     return 0

@@ -97,10 +97,12 @@ def consistency_notes(m: pd.DataFrame, rates: pd.DataFrame, corpora: list[str]) 
 
 
 def render(m: pd.DataFrame, skipped: pd.DataFrame, rates: pd.DataFrame, notes: list[str],
-           corpora: list[str], sources=(), calm: str = "neutral", elapsed: float = 0.0) -> str:
+           corpora: list[str], sources=(), calm: str = "neutral", boredom: str = "drop",
+           elapsed: float = 0.0) -> str:
     lines = ["# Corpus EDA", ""]
     lines += [f"Corpora: {', '.join(f'`{s}`' for s in sources) or ', '.join(corpora)}; "
-              f"RAVDESS calm policy: `{calm}`. {len(m)} files measured, {len(skipped)} skipped, "
+              f"RAVDESS calm policy: `{calm}`; Emo-DB boredom policy: `{boredom}`. "
+              f"{len(m)} files measured, {len(skipped)} skipped, "
               f"in {elapsed:.1f} s. Levels and rates are of the original files (no resampling).",
               "", "## Overview", "", table(overview(m, skipped, corpora)), ""]
     if len(m):

@@ -407,6 +407,28 @@ def test_cli_builds_and_reports(corpus_factory, tmp_path, capsys):
     assert open_set(out).schema["total_examples"] == 4
 
 
+def test_boredom_policy_is_recorded_and_changes_the_fingerprint(tmp_path, capsys):
+    corpus = tmp_path / "emodb" / "wav"
+    corpus.mkdir(parents=True)
+    for i, speaker in enumerate(("03", "08", "09", "10")):  # Emo-DB anger, neutral, boredom
+        for j, letter in enumerate("WNL"):
+            sf.write(corpus / f"{speaker}a01{letter}a.wav", synthetic_tone(1.0, seed=3 * i + j),
+                     16000, subtype="PCM_16")
+    out, args = tmp_path / "set", ["--corpus", f"emodb={corpus.parent}", "--quiet"]
+    schema = build([f"emodb={corpus.parent}"], out, **FAST)
+    assert schema["boredom"] == "drop" and "boredom" not in schema["options"]  # old fingerprints
+    assert schema["total_examples"] == 8 and schema["labels"] == ["neutral", "angry"]
+    reasons = pd.read_csv(out / "skipped.csv")["reason"]
+    assert len(reasons) == 4 and reasons.str.startswith("excluded: boredom").all()
+    assert main([*args, "--out", str(out), "--boredom", "neutral"]) == 2  # other options
+    assert "other inputs or options" in capsys.readouterr().err
+    assert main([*args, "--out", str(out), "--boredom", "neutral", "--force"]) == 0
+    schema = open_set(out).schema
+    assert schema["boredom"] == "neutral" and schema["options"]["boredom"] == "neutral"
+    assert schema["total_examples"] == 12 and schema["skipped"] == 0
+    assert schema["splits"]["train"]["emotions"]["neutral"] >= 2
+
+
 # ---------------------------------------------------------------- skipped files
 
 

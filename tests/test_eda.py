@@ -115,6 +115,21 @@ def test_eda_can_run_in_one_process(mixed, tmp_path):
     assert len(pd.read_csv(tmp_path / "manifest.csv")) == 4
 
 
+def test_eda_boredom_policy_is_applied_and_written_down(tmp_path):
+    corpus = tmp_path / "emodb" / "wav"
+    corpus.mkdir(parents=True)
+    for name in ("03a01La.wav", "03a01Wa.wav"):  # Emo-DB boredom and anger
+        sf.write(corpus / name, noise(16000, 0.5), 16000)
+    for policy, emotions, skipped in (("drop", ["angry"], 1), ("neutral", ["angry", "neutral"], 0)):
+        out = tmp_path / policy
+        assert main(["--corpus", f"emodb={corpus.parent}", "--out", str(out), "--workers", "1",
+                     "--no-progress", "--boredom", policy]) == 0
+        assert sorted(pd.read_csv(out / "manifest.csv")["emotion"]) == emotions
+        reasons = pd.read_csv(out / "skipped.csv")["reason"]
+        assert len(reasons) == skipped and reasons.str.startswith("excluded: boredom").all()
+        assert f"Emo-DB boredom policy: `{policy}`" in (out / "summary.md").read_text()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--corpus", "ravdess"], "NAME=DIR"),
     (["--corpus", "ravdess=/no/such/folder"], "does not exist"),
@@ -137,7 +152,8 @@ def test_eda_out_must_be_a_folder(mixed, tmp_path, capsys):
 
 def test_eda_bad_option_values_exit_2(tmp_path, capsys):
     for argv in (["--out", str(tmp_path)], ["--corpus", "a=b", "--out", str(tmp_path),
-                                            "--calm", "sometimes"]):
+                                            "--calm", "sometimes"],
+                 ["--corpus", "a=b", "--out", str(tmp_path), "--boredom", "keep"]):
         with pytest.raises(SystemExit) as stop:
             main(argv)
         assert stop.value.code == 2
@@ -156,7 +172,7 @@ def test_eda_command_line(tmp_path):
     assert bad.stderr.count("\n") == 1 and "NAME=DIR" in bad.stderr
     helped = run("--help")
     assert helped.returncode == 0
-    for option in ("--corpus", "--out", "--calm", "--workers", "--no-progress"):
+    for option in ("--corpus", "--out", "--calm", "--boredom", "--workers", "--no-progress"):
         assert option in helped.stdout
 
 
