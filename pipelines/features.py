@@ -93,6 +93,17 @@ def frames(waveform, spec: FeatureSpec):
     return tf.signal.frame(padded, spec.n_fft, spec.hop_length, pad_end=False)
 
 
+def whisper_frames(waveform, spec: FeatureSpec):
+    """Frames as Whisper's front end makes them: centred, the left edge reflected (numpy's
+    'reflect', as WhisperFeatureExtractor's STFT) and zeros past the end (Whisper pads the
+    audio with zeros to 30 s), so the frames are those of the 30 s input, cut at the clip."""
+    pad = spec.n_fft // 2
+    left = tf.reverse(waveform[:, 1:pad + 1], axis=[1])
+    left = tf.pad(left, [[0, 0], [pad - tf.shape(left)[1], 0]])
+    padded = tf.concat([left, waveform, tf.zeros_like(waveform[:, :pad])], axis=1)
+    return tf.signal.frame(padded, spec.n_fft, spec.hop_length, pad_end=False)
+
+
 def power_spectrogram(framed, spec: FeatureSpec):
     """|STFT|^2 of centred frames [batch, T, n_fft] -> [batch, T, n_fft // 2 + 1]."""
     window = tf.constant(analysis_window(spec.win_length, spec.n_fft))
@@ -173,6 +184,18 @@ def log_mel(framed, length, spec: FeatureSpec):
     return _to_db(mel, mask, spec, axes=[1, 2])
 
 
+def whisper_log_mel(framed, length, spec: FeatureSpec):
+    """Whisper's log-Mel [batch, T, n_mels]: log10 of the mel power (floored at 1e-10),
+    clamped at the clip's maximum - 8 (80 dB), then (x + 4) / 4."""
+    power = power_spectrogram(framed, spec)
+    mel = tf.matmul(power, tf.constant(mel_filterbank(
+        spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax)))
+    mask = frame_mask(frame_count(length, spec), tf.shape(mel)[1])[:, :, None]
+    log = tf.math.log(tf.maximum(mel, spec.log_floor)) / np.log(10.0)
+    log = tf.maximum(log, _masked_max(log, mask, axes=[1, 2]) - spec.top_db / 10.0)
+    return (log + 4.0) / 4.0
+
+
 def log_energy(framed, length, spec: FeatureSpec):
     """Frame log energy in dB, 10*log10(mean(frame^2)) over n_fft samples, [batch, T, 1]."""
     energy = tf.reduce_mean(tf.square(framed), axis=-1, keepdims=True)
@@ -217,9 +240,12 @@ def compute(waveform, length, spec: FeatureSpec, preprocessed: bool = False, sta
     length = tf.cast(length, tf.int32)
     if not preprocessed:
         waveform, length = preprocess(waveform, length, spec)
-    framed = frames(waveform, spec)
-    feats = log_mel(framed, length, spec) if spec.kind == "logmel" else \
-        mfcc(framed, length, spec)
+    if spec.kind == "whisper_logmel":
+        feats = whisper_log_mel(whisper_frames(waveform, spec), length, spec)
+    else:
+        framed = frames(waveform, spec)
+        feats = log_mel(framed, length, spec) if spec.kind == "logmel" else \
+            mfcc(framed, length, spec)
     num_frames = frame_count(length, spec)
     mask = frame_mask(num_frames, tf.shape(feats)[1])[:, :, None]
     if spec.normalization != "none":

@@ -12,7 +12,15 @@ import numbers
 from pathlib import Path
 
 SPEC_VERSION = 1
-KINDS = ("logmel", "mfcc")
+# The zoo's silence trimming: 40 dB below the loudest frame (RAVDESS clips are about 30% digital
+# silence); the models' default specs (zoo.models) and the Whisper embeddings use it.
+TRIM_DB = 40.0
+KINDS = ("logmel", "mfcc", "whisper_logmel")
+# Whisper's front end (WhisperFeatureExtractor): fixed but for n_mels (80; 128 for large-v3),
+# trimming and DC removal.
+WHISPER_FIXED = {"sample_rate": 16000, "win_length": 400, "hop_length": 160, "n_fft": 400,
+                 "fmin": 0.0, "fmax": 8000.0, "log_floor": 1e-10, "top_db": 80.0,
+                 "normalization": "none"}
 NORMALIZATIONS = ("utterance", "none")
 _INTS = ("sample_rate", "win_length", "hop_length", "n_fft", "n_mels", "n_mfcc", "version")
 _REALS = ("fmin", "log_floor")
@@ -27,7 +35,9 @@ class SpecError(ValueError):
 class FeatureSpec:
     """How a 16 kHz waveform becomes a [time, channels] feature matrix.
 
-    kind: 'logmel' (n_mels channels) or 'mfcc' (n_mfcc cepstral coefficients + 1 log energy).
+    kind: 'logmel' (n_mels channels), 'mfcc' (n_mfcc cepstral coefficients + 1 log energy) or
+        'whisper_logmel' (Whisper's log-Mel: 400-point STFT, power, Slaney mel, log10 clamped
+        at max - 8, (x + 4) / 4; left edge reflected as Whisper's, fixed settings but n_mels).
     win_length / hop_length / n_fft: analysis window, hop and FFT size in samples (frames are
         centred, as in librosa with center=True and zero padding).
     fmin / fmax: mel filterbank range in Hz (fmax None = Nyquist); Slaney mel scale and
@@ -83,6 +93,10 @@ class FeatureSpec:
             problems.append(f"need 0 <= fmin < fmax <= {nyquist}")
         if self.kind == "mfcc" and not 0 < self.n_mfcc <= self.n_mels:
             problems.append("need 0 < n_mfcc <= n_mels")
+        if self.kind == "whisper_logmel":
+            problems += [f"whisper_logmel is Whisper's own front end: {name} must be {value!r}"
+                         for name, value in WHISPER_FIXED.items()
+                         if getattr(self, name) != value]
         if self.version != SPEC_VERSION:
             problems.append(f"spec version {self.version} is not {SPEC_VERSION}")
         if problems:
@@ -113,7 +127,7 @@ class FeatureSpec:
     @property
     def channels(self) -> int:
         """Feature channels: n_mels for log-Mel, n_mfcc + 1 (log energy) for MFCC."""
-        return self.n_mels if self.kind == "logmel" else self.n_mfcc + 1
+        return self.n_mfcc + 1 if self.kind == "mfcc" else self.n_mels
 
     @property
     def channel_names(self) -> list[str]:
@@ -171,6 +185,12 @@ class FeatureSpec:
 def mfcc_spec(**changes) -> FeatureSpec:
     """The MFCC contract of the zoo: 40 coefficients + log energy."""
     return FeatureSpec(kind="mfcc", **changes)
+
+
+def whisper_spec(**changes) -> FeatureSpec:
+    """Whisper's log-Mel front end (80 bands; n_mels=128 for large-v3)."""
+    return FeatureSpec(**{"kind": "whisper_logmel", "n_mels": 80, "remove_dc": False,
+                          **WHISPER_FIXED, **changes})
 
 
 def logmel_spec(**changes) -> FeatureSpec:

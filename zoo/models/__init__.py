@@ -1,12 +1,13 @@
 """Model families; each module registers its builders with zoo.registry when imported."""
 
-from pipelines.spec import FeatureSpec, logmel_spec, mfcc_spec
+from pipelines.spec import TRIM_DB, FeatureSpec, logmel_spec, mfcc_spec, whisper_spec
 
 # The zoo's feature contracts: silence trimmed at 40 dB below the loudest frame (RAVDESS clips
 # are about 30% digital silence), DC removed, no normalisation: every model measured on unseen
 # speakers here did better without per-utterance normalisation (README, Results).
 # `--spec normalization=utterance` (with --speaker-norm for per-speaker statistics) opts in.
-TRIM_DB = 40.0
+# TRIM_DB (pipelines.spec) is re-exported here, where it was defined first.
+__all__ = ["TRIM_DB", "zoo_logmel_spec", "zoo_mfcc_spec", "zoo_whisper_spec"]
 
 
 def zoo_mfcc_spec() -> FeatureSpec:
@@ -15,3 +16,8 @@ def zoo_mfcc_spec() -> FeatureSpec:
 
 def zoo_logmel_spec() -> FeatureSpec:
     return logmel_spec(trim_db=TRIM_DB, normalization="none")
+
+
+def zoo_whisper_spec() -> FeatureSpec:
+    """Whisper's front end (tiny.en: 80 bands), trimmed and DC-free as the other contracts."""
+    return whisper_spec(trim_db=TRIM_DB, remove_dc=True)

