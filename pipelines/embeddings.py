@@ -1,4 +1,5 @@
 """Run a pretrained speech encoder over a waveform set and write pooled SSL embeddings beside it.
+(Whisper: --encoder whisper, pipelines.encoders.whisper_extract, with its own options.)
 
     python -m pipelines.embeddings --encoder hubert --checkpoint ckpt/hubert-base-ls960 \\
         --data tfrecords/full [--layer N ...] [--layers all] [--frames] [--batch-size 8]
@@ -126,11 +127,21 @@ class Target:
             "file": shard["file"], "split": shard["split"], "examples": len(examples),
             "bytes": final.stat().st_size, "ids": ids, "seconds": round(seconds, 3)})
 
-    def finish(self, tfset, info: dict) -> dict:
+    def finish(self, tfset, info: dict, skipped=None) -> dict:
+        """Write manifest.csv and schema.json (last). skipped: a DataFrame (id, reason) of
+        clips left out (written as skipped.csv; the split counts then exclude them)."""
         records = [json.loads(self._record(s).read_text()) for s in tfset.schema["shards"]]
         ids = [i for r in records for i in r["ids"]]
         manifest = tfset.manifest().set_index("id").loc[ids].reset_index()
         write_csv_atomic(self.folder / "manifest.csv", manifest)
+        splits = tfset.schema["splits"]
+        if skipped is not None and len(skipped):
+            write_csv_atomic(self.folder / "skipped.csv", skipped)
+            splits = {split: {**splits[split], "examples": int((manifest["split"] == split)
+                                                               .sum()),
+                              "emotions": manifest.loc[manifest["split"] == split, "emotion"]
+                              .value_counts().astype(int).to_dict()}
+                      for split in splits}
         seconds = sum(r["seconds"] for r in records)
         schema = {
             "kind": KIND,
@@ -143,7 +154,8 @@ class Target:
             "source": {"folder": str(tfset.folder),
                        "fingerprint": tfset.schema.get("fingerprint")},
             "split_method": tfset.schema["split_method"],
-            "splits": tfset.schema["splits"],
+            "splits": splits,
+            "skipped": 0 if skipped is None else int(len(skipped)),
             "shards": [{k: r[k] for k in ("file", "split", "examples", "bytes", "ids")}
                        for r in records],
             "total_examples": len(ids),
@@ -301,32 +313,60 @@ def extract(data, encoder: str, checkpoint, layers: list[str] | None = None,
     return [t.folder for t in targets]
 
 
+def _trim_db(value: str):
+    if value.lower() == "none":
+        return None
+    try:
+        db = float(value)
+    except ValueError:
+        raise ExtractError(f"--trim-db takes a number of dB or 'none', got {value!r}") from None
+    if db <= 0:
+        raise ExtractError("--trim-db must be positive (or 'none')")
+    return db
+
+
 def main(argv=None) -> int:
     from pipelines.tfenv import quiet_tensorflow
 
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.embeddings",
-        description="Pooled self-supervised speech embeddings (HuBERT / Wav2Vec2, frozen) of "
-                    "every clip of a TFRecord set, written beside it as TFRecords.")
-    parser.add_argument("--encoder", required=True, choices=["hubert", "wav2vec2"])
-    parser.add_argument("--checkpoint", required=True,
-                        help="local checkpoint folder as published on the hub (config.json, "
-                             "preprocessor_config.json, model.safetensors or tf_model.h5); "
-                             "see docs/ssl.md")
+        description="Pooled speech-encoder embeddings (Whisper, HuBERT, Wav2Vec2; frozen) of "
+                    "every clip of a TFRecord set, written beside it as TFRecords. Whisper "
+                    "sets hold every hidden state's mean and standard deviation; HuBERT / "
+                    "Wav2Vec2 sets one layer each.")
+    parser.add_argument("--encoder", required=True, choices=["whisper", "hubert", "wav2vec2"])
+    parser.add_argument("--checkpoint",
+                        help="local checkpoint folder. whisper: a CTranslate2 or Hugging Face "
+                             "Whisper folder, default the packaged tiny.en (docs/whisper.md); "
+                             "hubert / wav2vec2 (required): the folder as published on the hub "
+                             "(config.json, preprocessor_config.json, model.safetensors or "
+                             "tf_model.h5; docs/ssl.md)")
     parser.add_argument("--data", required=True, help="waveform set (python -m pipelines.build)")
     parser.add_argument("--layer", action="append", metavar="N",
-                        help="hidden state to pool: 0 (transformer input) .. L (last, the "
-                             "default), 'last' or 'mean'; repeat for several sets from one pass")
+                        help="hubert / wav2vec2: hidden state to pool: 0 (transformer input) .. "
+                             "L (last, the default), 'last' or 'mean'; repeat for several sets "
+                             "from one pass")
     parser.add_argument("--layers", choices=["all"],
-                        help="'all': the average of all hidden states 0..L (a <encoder>-mean "
-                             "set)")
+                        help="hubert / wav2vec2: 'all': the average of all hidden states 0..L "
+                             "(a <encoder>-mean set)")
     parser.add_argument("--pooling", default="meanstd", choices=POOLINGS,
                         help="meanstd: mean and standard deviation over the clip's frames")
+    parser.add_argument("--context", default="clip", choices=["clip", "30s"],
+                        help="whisper: run the encoder on the clip's own frames (clip, the "
+                             "default) or padded to 30 s as Whisper was trained (30s, about "
+                             "10x the cost for 3 s clips)")
+    parser.add_argument("--trim-db", default="40", metavar="DB",
+                        help="whisper: trim leading/trailing silence quieter than DB below the "
+                             "loudest frame (40, the zoo's default), or 'none'")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="clips per forward pass, grouped by length (8)")
     parser.add_argument("--frames", action="store_true",
-                        help="also store the frame sequences (for wav2vec2_frozen; about "
-                             "230 kB per 3 s clip in float16 for base models)")
+                        help="also store the frame sequences (for wav2vec2_frozen / "
+                             "whisper_attn; about 230 kB per 3 s clip in float16 for base "
+                             "models, 115 kB for whisper tiny)")
+    parser.add_argument("--frames-layer", metavar="N",
+                        help="whisper: the hidden state whose frames --frames stores (default "
+                             "the last)")
     parser.add_argument("--frames-dtype", default="float16", choices=FRAME_DTYPES)
     parser.add_argument("--out", help="parent folder of the sets (default DATA/embeddings)")
     parser.add_argument("--force", action="store_true",
@@ -335,11 +375,30 @@ def main(argv=None) -> int:
     parser.add_argument("--fail-after-shards", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     quiet_tensorflow()
+    from pipelines.encoders.whisper_checkpoint import WhisperCheckpointError
+
     try:
-        extract(args.data, args.encoder, args.checkpoint, args.layer, args.layers == "all",
-                args.pooling, args.batch_size, args.frames, args.frames_dtype, args.out,
-                args.force, not args.quiet, args.fail_after_shards)
-    except (ExtractError, CheckpointError, SchemaError) as err:
+        if args.encoder == "whisper":
+            from pipelines.encoders.whisper_extract import extract_whisper
+
+            if args.layer or args.layers:
+                raise ExtractError("--layer/--layers: a whisper set holds every hidden state; "
+                                   "a head picks one (zoo.train --set layer=N)")
+            extract_whisper(args.data, args.checkpoint, args.context, _trim_db(args.trim_db),
+                            args.batch_size, args.frames, args.frames_layer, args.frames_dtype,
+                            args.out, args.force, not args.quiet, args.fail_after_shards)
+        else:
+            if not args.checkpoint:
+                raise ExtractError(f"--encoder {args.encoder} needs --checkpoint DIR (a local "
+                                   "checkpoint folder, docs/ssl.md)")
+            if args.frames_layer is not None:
+                raise ExtractError("--frames-layer is for --encoder whisper (hubert / "
+                                   "wav2vec2 store the frames of each --layer)")
+            extract(args.data, args.encoder, args.checkpoint, args.layer,
+                    args.layers == "all", args.pooling, args.batch_size, args.frames,
+                    args.frames_dtype, args.out, args.force, not args.quiet,
+                    args.fail_after_shards)
+    except (ExtractError, CheckpointError, SchemaError, WhisperCheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -54,7 +54,7 @@ def test_spec_is_frozen_and_replace_validates():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"kind": "spectrogram"}, "kind must be one of ('logmel', 'mfcc'), got 'spectrogram'"),
+    ({"kind": "spectrogram"}, "kind must be one of ('logmel', 'mfcc', 'whisper_logmel'), got 'spectrogram'"),
     ({"normalization": "global"}, "normalization must be one of ('utterance', 'none')"),
     ({"win_length": 600}, "need 0 < win_length <= n_fft"),
     ({"win_length": 0}, "need 0 < win_length <= n_fft"),
@@ -93,7 +93,7 @@ def test_all_problems_are_reported_at_once():
     with pytest.raises(SpecError) as info:
         FeatureSpec(kind="cqt", hop_length=-1, n_fft=511)
     assert str(info.value).split("; ") == [
-        "kind must be one of ('logmel', 'mfcc'), got 'cqt'", "n_fft must be even",
+        "kind must be one of ('logmel', 'mfcc', 'whisper_logmel'), got 'cqt'", "n_fft must be even",
         "hop_length must be positive"]
 
 

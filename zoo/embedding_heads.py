@@ -20,6 +20,7 @@ import numpy as np
 from pipelines.tfenv import quiet_tensorflow
 
 EMBEDDING_INPUT_OF = "dense"  # the head's first layer in zoo.models (classifier_head)
+EMBEDDING_LAYER = "embedding"  # the Whisper heads name their pooled vector (zoo.models.whisper_heads)
 DEFAULT_L2 = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 MIN_CLIPS = 20  # clips per speaker a model card asks serving_by_speaker requests to hold
 EPS = 1e-6  # zoo.export.SPEAKER_EPS
@@ -47,11 +48,17 @@ def speaker_standardize_np(embeddings: np.ndarray, speakers) -> np.ndarray:
 
 def embedding_layer(model) -> str:
     """The layer whose input is the pooled embedding: `speaker_standardize` in a model trained
-    with speaker groups (zoo.train --speaker-groups), else the head's `dense`."""
+    with speaker groups (zoo.train --speaker-groups), the identity layer `embedding` of the
+    Whisper heads, else the head's `dense`."""
+    from keras.layers import InputLayer
+
     from zoo.models.cnn import SPEAKER_STANDARDIZE
 
-    names = {layer.name for layer in model.layers}
-    return SPEAKER_STANDARDIZE if SPEAKER_STANDARDIZE in names else EMBEDDING_INPUT_OF
+    names = {layer.name for layer in model.layers if not isinstance(layer, InputLayer)}
+    for name in (SPEAKER_STANDARDIZE, EMBEDDING_LAYER):
+        if name in names:
+            return name
+    return EMBEDDING_INPUT_OF
 
 
 def embedding_model(model, layer: str | None = None):

@@ -146,3 +146,41 @@ class GroupStandardize(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "group_size": self.group_size, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class LayerMix(keras.layers.Layer):
+    """[batch, S, D] -> [batch, D]: softmax(w) weighted sum over the S hidden states."""
+
+    def build(self, input_shape):
+        self.logits = self.add_weight(name="logits", shape=(input_shape[1],),
+                                      initializer="zeros")
+
+    def call(self, x):
+        return ops.einsum("bsd,s->bd", x, ops.softmax(self.logits))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class SelectState(keras.layers.Layer):
+    """[batch, S, ...] -> [batch, ...]: hidden state `index`."""
+
+    def __init__(self, index: int, **kwargs):
+        super().__init__(**kwargs)
+        self.index = int(index)
+
+    def call(self, x):
+        return x[:, self.index]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + tuple(input_shape[2:])
+
+    def get_config(self):
+        return {**super().get_config(), "index": self.index}
+
+
+# The Whisper encoder's layers live with the encoder (pipelines.encoders.whisper); importing them
+# here registers them for loading, like every layer above.
+from pipelines.encoders.whisper import HiddenStatePooling, WhisperEncoder  # noqa: E402, F401

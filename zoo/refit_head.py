@@ -202,7 +202,8 @@ def refit(args) -> dict:
     meta = {"speaker_head": {"source": str(source), "min_clips_per_speaker": args.min_clips,
                              **selection},
             "metrics": headline(metrics), "data": str(args.data),
-            "speaker_split": tfset.schema["split_method"]}
+            "speaker_split": tfset.schema["split_method"],
+            **{k: info[k] for k in ("encoder",) if k in info}}  # what a Whisper model runs
     out = export_refit(plain_model(model, plain), trunk, speaker, spec, labels, args.export,
                        name, card, meta, args.version)
     metrics["export"] = str(out)

@@ -36,16 +36,20 @@ class ModelEntry:
     default_spec: Callable[[], FeatureSpec] | None
     description: str
     family: str
+    train_defaults: dict = dataclasses.field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 _FAMILIES = ("zoo.models.cnn", "zoo.models.crnn", "zoo.models.ssl_heads",
-             "zoo.models.wav2vec2_finetune")
+             "zoo.models.whisper_heads", "zoo.models.wav2vec2_finetune")
 
 
 def register_model(name: str, *, input: str = "features",
-                   spec: Callable[[], FeatureSpec] | None = None, description: str = ""):
-    """Decorator registering a builder under `name`; a name can be registered only once."""
+                   spec: Callable[[], FeatureSpec] | None = None, description: str = "",
+                   train_defaults: dict | None = None):
+    """Decorator registering a builder under `name`; a name can be registered only once.
+    train_defaults: zoo.train's defaults for this model where they differ from the zoo's
+    (lr, epochs, patience), used when the flag is not given."""
     if input not in INPUTS:
         raise ValueError(f"input must be one of {INPUTS}")
 
@@ -55,7 +59,7 @@ def register_model(name: str, *, input: str = "features",
                              f"(by {_REGISTRY[name].builder.__module__})")
         _REGISTRY[name] = ModelEntry(name, builder, input, spec,
                                      description or (builder.__doc__ or "").strip().split("\n")[0],
-                                     builder.__module__)
+                                     builder.__module__, dict(train_defaults or {}))
         return builder
 
     return decorate

@@ -42,24 +42,84 @@ def train_ssl(config: TrainConfig) -> dict:
 
 # ---------------------------------------------------------------- embedding heads
 
+def head_data(config: TrainConfig, entry) -> Path:
+    """--data, or for a Whisper head without it the bundled demo's Whisper embeddings (made
+    once: the demo's TFRecord set, then pipelines.embeddings --encoder whisper)."""
+    if config.data:
+        return Path(config.data)
+    if not is_whisper(entry):
+        raise TrainError(f"{config.model} trains on SSL embeddings: pass --data <embedding set> "
+                         "made by python -m pipelines.embeddings (docs/ssl.md)")
+    from pipelines.encoders.whisper_extract import extract_whisper
+    from zoo.train_setup import demo_data
+
+    frames = entry.input == "frames"
+    print("no --data: the bundled demo sample, embedded with Whisper "
+          + ("(with layer 4's frames) " if frames else "") + "first (once)")
+    out = Path("tfrecords/demo/embeddings") / ("frames" if frames else "")
+    return extract_whisper(demo_data(), frames=frames, out=out, progress=False)[0]
+
+
 def open_head_data(config: TrainConfig, entry):
     """(embedding set, input width) for a head, or a one-line TrainError."""
     from pipelines.embedding_set import open_embedding_set
 
-    if not config.data:
-        raise TrainError(f"{config.model} trains on SSL embeddings: pass --data <embedding set> "
-                         "made by python -m pipelines.embeddings (docs/ssl.md)")
-    eset = open_embedding_set(config.data)
+    eset = open_embedding_set(head_data(config, entry))
     if entry.input == "frames" and not eset.has_frames:
         raise TrainError(f"{config.model} takes frame sequences, but {eset.folder} holds pooled "
                          "vectors only; extract with --frames")
     dim = eset.input_dim(entry.input)
+    whisper_set = eset.embedding.get("encoder") == "whisper"
+    if is_whisper(entry) != whisper_set:
+        wanted_kind = "Whisper" if is_whisper(entry) else "HuBERT/Wav2Vec2"
+        flag = "whisper" if is_whisper(entry) else "hubert|wav2vec2"
+        raise TrainError(f"{config.model} takes {wanted_kind} embeddings, but {eset.folder} "
+                         f"holds {eset.describe()} (python -m pipelines.embeddings --encoder "
+                         f"{flag})")
     wanted = config.overrides.get("dim")
     if wanted is not None and int(wanted) != dim:
         what = "vectors" if entry.input == "embedding" else "frames"
         raise TrainError(f"{config.model} was set up for {wanted}-dim input (--set dim), but "
                          f"{eset.folder} holds {dim}-dim {what} ({eset.describe()})")
     return eset, dim
+
+
+def is_whisper(entry) -> bool:
+    return entry.family == "zoo.models.whisper_heads"
+
+
+def set_inputs(entry, eset, overrides: dict) -> dict:
+    """Builder arguments the embedding set decides: the number of hidden states (Whisper
+    statistics) or the layer whose frames it holds (whisper_attn)."""
+    if not is_whisper(entry):
+        return {}
+    e = eset.embedding
+    if entry.input == "frames":
+        held = e.get("frames_layer")
+        asked = overrides.get("layer", held)
+        if str(asked) not in (str(held), "last" if held == e["num_hidden_states"] - 1 else ""):
+            raise TrainError(f"{eset.folder} holds the frames of hidden state {held}, not "
+                             f"{asked}; extract with --frames-layer {asked}")
+        return {"layer": held}
+    return {"states": e["num_hidden_states"]}
+
+
+def fit_input_norm(model, data, entry) -> None:
+    """Set a Normalization layer named input_norm to the training vectors' statistics."""
+    import keras
+
+    from pipelines.embedding_set import make_dataset
+
+    try:
+        norm = model.get_layer("input_norm")
+    except ValueError:
+        return
+    if not isinstance(norm, keras.layers.Normalization):
+        return
+    xs = np.concatenate([np.asarray(x) for x, _ in make_dataset(data, "train", entry.input,
+                                                                  1024)])
+    shape = norm.input.shape[1:]
+    norm.adapt(xs.reshape((-1,) + tuple(shape)))
 
 
 def train_head(config: TrainConfig, entry) -> dict:
@@ -69,6 +129,7 @@ def train_head(config: TrainConfig, entry) -> dict:
     from pipelines.embedding_set import class_weights, make_dataset
     from zoo.callbacks import ResumeState, ValidationMetrics
     from zoo.models.ssl_heads import HeadConfigError
+    from zoo.models.whisper_heads import WhisperHeadError
     from zoo.registry import build_model
     from zoo.train_setup import make_strategy
 
@@ -77,7 +138,7 @@ def train_head(config: TrainConfig, entry) -> dict:
         raise TrainError("embedding heads train with --strategy default or mirrored")
     strategy = make_strategy(config.strategy, config.cpu_devices)
     check_data(eset)
-    data = Path(config.data)
+    data = eset.folder
     labels = eset.labels
     run = resolve_run_dir(config, data)
     run.mkdir(parents=True, exist_ok=True)
@@ -93,11 +154,13 @@ def train_head(config: TrainConfig, entry) -> dict:
     val_ds = make_dataset(data, "validation", entry.input, config.batch_size)
     steps = -(-eset.examples("train") // config.batch_size)
     overrides = {k: v for k, v in config.overrides.items() if k != "dim"}
+    overrides.update(set_inputs(entry, eset, overrides))
     with strategy.scope():
         try:
             model = build_model(config.model, len(labels), dim=dim, **overrides)
-        except (HeadConfigError, TypeError) as err:
+        except (HeadConfigError, WhisperHeadError, TypeError) as err:
             raise TrainError(f"{config.model}: {err}") from None
+        fit_input_norm(model, data, entry)
         schedule = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=config.lr / 10, decay_steps=max(epochs * steps, 1),
             warmup_target=config.lr, warmup_steps=config.warmup_epochs * steps, alpha=0.01)
@@ -141,6 +204,8 @@ def train_head(config: TrainConfig, entry) -> dict:
 
         model.save(run / "model.keras")
         e = eset.embedding
+        if is_whisper(entry):
+            return export_whisper(config, model, eset, overrides, run, metrics)
         shape = "[batch, dim]" if entry.input == "embedding" else "[batch, time, dim]"
         card = ssl_model_card(config, eset, metrics, [
             f"`serving_default`: `{entry.input}` float32 {shape} with dim = {dim}: "
@@ -155,6 +220,31 @@ def train_head(config: TrainConfig, entry) -> dict:
                                                "data": str(data)})
 
     return finish_run(config, labels, data, eset, run, seconds, predict, save_and_export)
+
+
+def export_whisper(config, head, eset, overrides: dict, run: Path, metrics: dict) -> Path:
+    """The trained Whisper head behind its encoder, exported waveform-in (zoo.export_whisper)."""
+    from zoo.export_whisper import WhisperExportError, export_whisper_head
+    from zoo.model_card import ssl_model_card
+
+    e = eset.embedding
+    card = ssl_model_card(config, eset, metrics, [
+        "`serving_default`: `waveform` float32 [batch, samples], mono, 16 kHz, full scale 1.0; "
+        "`serving_with_length` adds `length` int32 [batch] (each clip's samples; the rest of "
+        "its row is padding). Inside the graph: Whisper's log-Mel "
+        f"({e['feature_spec']['n_mels']} bands, silence trimmed at "
+        f"{e['feature_spec']['trim_db']} dB), the {e['name']} encoder "
+        f"(checkpoint sha256 {e['sha256'][:12]}, {e['context']} context: "
+        + ("the clip's own frames" if e["context"] == "clip" else "padded to 30 s")
+        + "), each hidden state's mean and standard deviation over the clip's frames, then "
+        "the head. Clips over 30 s are cut into 30 s windows and pooled together.",
+        "Returns `probabilities` float32 [batch, classes] and `label` string [batch]."])
+    try:
+        return export_whisper_head(config.model, head, eset, overrides,
+                                   export_base(config, run), card,
+                                   {"metrics": headline(metrics), "run": str(run)})
+    except WhisperExportError as err:
+        raise TrainError(str(err)) from None
 
 
 # ---------------------------------------------------------------- shared by both kinds

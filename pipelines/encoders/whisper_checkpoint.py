@@ -116,6 +116,7 @@ def resolve_folder(checkpoint=None) -> tuple[Path, str]:
 def source_files(folder: Path, fmt: str) -> list[Path]:
     if fmt == "ctranslate2":
         return [folder / "model.bin"]
+    hf_config(folder)
     return [folder / "config.json", _hf_weights_file(folder)]
 
 
@@ -306,19 +307,25 @@ def _hf_tensors(path: Path) -> dict:
             if k.startswith(keep)}
 
 
-def convert_huggingface(folder: Path) -> tuple[dict, dict]:
-    """(dims config, zoo-named arrays) from a Hugging Face Whisper folder."""
+def hf_config(folder: Path) -> dict:
+    """A Hugging Face folder's config.json, checked to be Whisper's."""
     cfg_path = folder / "config.json"
     try:
         cfg = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise WhisperCheckpointError(f"{cfg_path}: not valid JSON ({err})") from None
-    if cfg.get("model_type") != "whisper":
-        raise WhisperCheckpointError(f"{cfg_path}: model_type {cfg.get('model_type')!r}, not "
-                                     "'whisper'")
+    if not isinstance(cfg, dict) or cfg.get("model_type") != "whisper":
+        kind = cfg.get("model_type") if isinstance(cfg, dict) else None
+        raise WhisperCheckpointError(f"{cfg_path}: model_type {kind!r}, not 'whisper'")
     if cfg.get("activation_function", "gelu") != "gelu":
         raise WhisperCheckpointError(f"{cfg_path}: activation {cfg['activation_function']!r}; "
                                      "the encoder here uses Whisper's GELU")
+    return cfg
+
+
+def convert_huggingface(folder: Path) -> tuple[dict, dict]:
+    """(dims config, zoo-named arrays) from a Hugging Face Whisper folder."""
+    cfg = hf_config(folder)
     path = _hf_weights_file(folder)
     t = _hf_tensors(path)
     try:
