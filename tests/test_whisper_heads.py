@@ -216,3 +216,16 @@ def test_refit_gives_whisper_models_the_per_speaker_signatures(trained, ssl_wave
     emb = loaded.signatures["serving_embedding"](
         waveform=tf.constant(wave), length=tf.constant([20000, 15000, 9000]))["embedding"]
     assert emb.shape == (3, 768)  # layer=mix: the mixed hidden state
+
+
+def test_run_writes_the_test_embeddings_for_the_projector(trained):
+    """TensorBoard's projector finds the test split's embeddings (a run folder with its
+    config, checkpoint and one metadata row per clip)."""
+    folder = trained["run"] / "tb" / "projector"
+    assert (folder / "projector_config.pbtxt").is_file()
+    assert list(folder.glob("events.out.tfevents.*"))  # a run, where the projector looks
+    rows = (folder / "metadata.tsv").read_text().splitlines()
+    assert rows[0] == "emotion\tpredicted\tcorpus\tspeaker\tid"
+    reader = tf.train.load_checkpoint(str(folder))
+    vectors = reader.get_tensor("embedding/.ATTRIBUTES/VARIABLE_VALUE")
+    assert vectors.shape == (len(rows) - 1, 768) == (trained["metrics"]["test"]["n"], 768)

@@ -236,8 +236,10 @@ def main(argv=None) -> int:
         prog="python -m zoo.evaluate",
         description="Speaker-level evaluation of an exported model: UA (mean per-class recall), "
                     "WA (accuracy), macro-F1, per class, per corpus, confusion matrix.")
-    parser.add_argument("--model", required=True,
-                        help="savedmodels/<model>/<version> (or savedmodels/<model>: newest)")
+    parser.add_argument("--model",
+                        help="savedmodels/<model>/<version>, savedmodels/<model> (newest), a "
+                             "model name or family (whisper, mfcc, logmel); default: the "
+                             "recommended model (README)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--corpus", action="append", metavar="NAME=DIR",
                         help="corpus folder(s), read with the corpus readers (repeatable)")
@@ -265,6 +267,12 @@ def main(argv=None) -> int:
     try:
         for arg in args.corpus or []:  # usage errors before the (slow) model loading
             parse_corpus_arg(arg)
+        from zoo.layout import resolve_model
+
+        model, note = resolve_model(args.model)
+        if note:
+            print(note, file=sys.stderr)
+        args.model = str(model)
         info = export_input(args.model)
         kind = info.get("input", "waveform")
         if args.speaker_norm and "feature_spec" not in info:

@@ -69,6 +69,49 @@ def resolve_version(path) -> Path:
     return found[-1]
 
 
+# The model zoo.predict and zoo.evaluate use when --model is not given (or names its family),
+# and the order in which a family's models are preferred.
+RECOMMENDED = "whisper_linear"
+PREFERRED = (RECOMMENDED, "mfcc_cnn", "logmel_cnn", "mfcc_crnn_attn")
+
+
+def savedmodels_root() -> Path:
+    """./savedmodels when the command runs where one is, else the checkout's."""
+    here = Path("savedmodels")
+    return here if here.is_dir() else Path(__file__).resolve().parents[1] / "savedmodels"
+
+
+def resolve_model(arg: str | None, root: Path | None = None) -> tuple[Path, str | None]:
+    """--model as a user gives it -> (version folder, a note when it was chosen for them).
+
+    None: the recommended model (RECOMMENDED, its highest version); a folder: as
+    resolve_version; a model name under savedmodels/ ('mfcc_cnn'); a family, the start of
+    model names ('whisper', 'mfcc', 'logmel'): its preferred model. FileNotFoundError with
+    one line otherwise."""
+    root = Path(root) if root is not None else savedmodels_root()
+    if arg is None:
+        path = root / RECOMMENDED
+        if not versions(path):
+            raise FileNotFoundError(f"{path}: the recommended model is not here; pass --model "
+                                    "savedmodels/<model>[/<version>]")
+        found = resolve_version(path)
+        return found, f"model: {found} (the recommended model; --model to choose another)"
+    path = Path(arg)
+    if path.exists():
+        return resolve_version(path), None
+    if "/" not in arg and (root / arg).is_dir():
+        return resolve_version(root / arg), None
+    family = sorted(p.name for p in root.glob(f"{arg}_*") if versions(p)) if "/" not in arg \
+        else []
+    if family:
+        chosen = next((name for name in PREFERRED if name in family), family[0])
+        found = resolve_version(root / chosen)
+        return found, f"model: {found} (the {arg} family's preferred model)"
+    names = sorted(p.name for p in root.glob("*") if versions(p))
+    raise FileNotFoundError(f"{arg}: no such export folder, model or family under {root} "
+                            f"(there: {', '.join(names) or 'none'})")
+
+
 def promote(source, root, version: int | None = None, replace: bool = False) -> Path:
     """Copy an export version folder (e.g. from a run's export) to root/<name>/<version>/.
 

@@ -237,8 +237,10 @@ def main(argv=None) -> int:
         description="Emotion predictions for audio files and folders with an exported model; "
                     "long recordings are cut into windows. Exit 0: all files predicted, "
                     "1: some could not be read, 2: bad usage.")
-    parser.add_argument("--model", required=True,
-                        help="savedmodels/<model> (highest version) or savedmodels/<model>/<v>")
+    parser.add_argument("--model",
+                        help="savedmodels/<model> (highest version), savedmodels/<model>/<v>, "
+                             "a model name or family (whisper, mfcc, logmel); default: the "
+                             "recommended model (README)")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
     parser.add_argument("--window", type=float, default=DEFAULT_WINDOW,
                         help=f"window length in seconds for long recordings ({DEFAULT_WINDOW})")
@@ -254,7 +256,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    from zoo.layout import read_export, resolve_version
+    from zoo.layout import read_export, resolve_model
 
     try:
         hop = args.window if args.hop is None else args.hop
@@ -266,7 +268,9 @@ def main(argv=None) -> int:
             raise PredictError("--batch-size must be at least 1")
         if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
             raise PredictError(f"--out {args.out}: .csv or .json expected")
-        model = resolve_version(args.model)
+        model, note = resolve_model(args.model)
+        if note:
+            print(note, file=sys.stderr)
         info = read_export(model)
         if args.by_speaker and "speaker_head" not in info:
             raise PredictError(f"{model}: no serving_by_speaker signature (--by-speaker needs a "

@@ -219,7 +219,33 @@ def train_head(config: TrainConfig, entry) -> dict:
                                      e, card, {"metrics": headline(metrics), "run": str(run),
                                                "data": str(data)})
 
-    return finish_run(config, labels, data, eset, run, seconds, predict, save_and_export)
+    metrics = finish_run(config, labels, data, eset, run, seconds, predict, save_and_export)
+    split = "test" if eset.examples("test") else "validation"
+    folder = test_projector(model, data, entry.input, split, labels, run / "tb",
+                            config.batch_size)
+    print(f"{split} embeddings in TensorBoard's projector: {folder}")
+    return metrics
+
+
+def test_projector(model, data, input_kind: str, split: str, labels, tb_dir: Path,
+                   batch_size: int = 32) -> Path:
+    """The split's clip embeddings (the vector the classifier reads: zoo.embedding_heads'
+    embedding layer) in TensorBoard's projector, with emotion, prediction, corpus, speaker."""
+    import keras
+
+    from pipelines.embedding_set import make_dataset
+    from zoo.embedding_heads import embedding_model
+    from zoo.projector import write_projector
+
+    both = keras.Model(model.inputs, [embedding_model(model).output, model.output])
+    vectors, meta = [], {"emotion": [], "predicted": [], "corpus": [], "speaker": [], "id": []}
+    for x, _, m in make_dataset(data, split, input_kind, batch_size, with_meta=True):
+        emb, probs = both(x, training=False)
+        vectors.append(np.asarray(emb))
+        meta["predicted"] += [labels[i] for i in np.asarray(probs).argmax(axis=1)]
+        for key in ("emotion", "corpus", "speaker", "id"):
+            meta[key] += [v.decode() for v in m[key].numpy()]
+    return write_projector(tb_dir, np.concatenate(vectors), meta)
 
 
 def export_whisper(config, head, eset, overrides: dict, run: Path, metrics: dict) -> Path:
