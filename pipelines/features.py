@@ -5,6 +5,8 @@ treats each clip on its own: frames are centred with zero padding (as librosa, c
 clip's frames are the same alone or padded in a batch; statistics (DC, trimming, top_db clamp,
 normalisation) use only the clip's own samples/frames; padded frames come out as exact zeros.
 The values match librosa computed with the same settings (tested on real clips).
+Masks gain their channel axis with tf.expand_dims, not x[:, :, None]: the same values, but
+TFLite (zoo.lite) cannot lower a new-axis slice when batch and time are both unknown.
 """
 
 from __future__ import annotations
@@ -180,7 +182,7 @@ def log_mel(framed, length, spec: FeatureSpec):
     power = power_spectrogram(framed, spec)
     mel = tf.matmul(power, tf.constant(mel_filterbank(
         spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax)))
-    mask = frame_mask(frame_count(length, spec), tf.shape(mel)[1])[:, :, None]
+    mask = tf.expand_dims(frame_mask(frame_count(length, spec), tf.shape(mel)[1]), -1)
     return _to_db(mel, mask, spec, axes=[1, 2])
 
 
@@ -190,7 +192,7 @@ def whisper_log_mel(framed, length, spec: FeatureSpec):
     power = power_spectrogram(framed, spec)
     mel = tf.matmul(power, tf.constant(mel_filterbank(
         spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax)))
-    mask = frame_mask(frame_count(length, spec), tf.shape(mel)[1])[:, :, None]
+    mask = tf.expand_dims(frame_mask(frame_count(length, spec), tf.shape(mel)[1]), -1)
     log = tf.math.log(tf.maximum(mel, spec.log_floor)) / np.log(10.0)
     log = tf.maximum(log, _masked_max(log, mask, axes=[1, 2]) - spec.top_db / 10.0)
     return (log + 4.0) / 4.0
@@ -199,13 +201,19 @@ def whisper_log_mel(framed, length, spec: FeatureSpec):
 def log_energy(framed, length, spec: FeatureSpec):
     """Frame log energy in dB, 10*log10(mean(frame^2)) over n_fft samples, [batch, T, 1]."""
     energy = tf.reduce_mean(tf.square(framed), axis=-1, keepdims=True)
-    mask = frame_mask(frame_count(length, spec), tf.shape(energy)[1])[:, :, None]
+    mask = tf.expand_dims(frame_mask(frame_count(length, spec), tf.shape(energy)[1]), -1)
     return _to_db(energy, mask, spec, axes=[1, 2])
+
+
+def dct_ortho(x):
+    """Orthonormal DCT-II over the last axis (zoo.lite swaps in the same transform as a matrix
+    product for TFLite, which cannot slice the complex FFT that tf.signal.dct takes)."""
+    return tf.signal.dct(x, type=2, norm="ortho")
 
 
 def mfcc(framed, length, spec: FeatureSpec):
     """n_mfcc DCT-II (orthonormal) coefficients of the dB log-Mel, plus log energy."""
-    cepstra = tf.signal.dct(log_mel(framed, length, spec), type=2, norm="ortho")
+    cepstra = dct_ortho(log_mel(framed, length, spec))
     return tf.concat([cepstra[..., :spec.n_mfcc], log_energy(framed, length, spec)], axis=-1)
 
 
@@ -215,7 +223,7 @@ def normalize(features, num_frames, stats=None):
     stats None: each clip's own frames (per-utterance). stats (mean, std), each [batch, C]:
     statistics given from outside, e.g. over all clips of the clip's speaker.
     """
-    mask = frame_mask(num_frames, tf.shape(features)[1], features.dtype)[:, :, None]
+    mask = tf.expand_dims(frame_mask(num_frames, tf.shape(features)[1], features.dtype), -1)
     if stats is None:
         count = tf.maximum(tf.reduce_sum(mask, axis=1, keepdims=True), 1.0)
         mean = tf.reduce_sum(features * mask, axis=1, keepdims=True) / count
@@ -247,7 +255,7 @@ def compute(waveform, length, spec: FeatureSpec, preprocessed: bool = False, sta
         feats = log_mel(framed, length, spec) if spec.kind == "logmel" else \
             mfcc(framed, length, spec)
     num_frames = frame_count(length, spec)
-    mask = frame_mask(num_frames, tf.shape(feats)[1])[:, :, None]
+    mask = tf.expand_dims(frame_mask(num_frames, tf.shape(feats)[1]), -1)
     if spec.normalization != "none":
         feats = normalize(feats, num_frames, stats)
     return feats * mask, num_frames

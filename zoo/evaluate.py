@@ -4,6 +4,10 @@
     python -m zoo.evaluate --model savedmodels/mfcc_cnn --data tfrecords/full --split test
     python -m zoo.evaluate --model savedmodels/hubert_cnn \
         --data tfrecords/full/embeddings/hubert-layer12
+    python -m zoo.evaluate --model lite/mfcc_cnn-3-int8/model.tflite --data tfrecords/full
+
+A LiteRT model (python -m zoo.lite) runs one clip at a time through the LiteRT interpreter,
+its input resized to each clip; the same table and JSON, plus runtime and quantization.
 
 Corpus folders are read with the corpus readers and decoded directly (no build step). The model
 is called through its `serving_with_length` signature, as TF Serving would. Exports of SSL
@@ -103,19 +107,22 @@ def check_speaker_norm(normalization: str, model) -> None:
 
 
 def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size: int = 16,
-             speaker_norm: bool = False, speaker_group: int = 0):
+             speaker_norm: bool = False, speaker_group: int = 0, progress: bool = False):
     """(metrics dict, predictions DataFrame) for clips with an `emotion` column.
+
+    model_path: an export (its serving signatures) or a LiteRT model written by zoo.lite
+    (DIR/model.tflite, run one clip at a time through the LiteRT interpreter).
 
     speaker_norm: normalise features with statistics over each speaker's clips instead of each
     clip's own (explicit opt-in; the figures are labelled with it). For exports with
     serving_by_speaker (zoo.refit_head), speaker_group k > 0 sends each speaker's clips in
     random requests of k clips instead of one request with all of them.
     """
-    from zoo.inference import SavedModelRunner
+    from zoo.inference import open_runner
     from zoo.layout import few_clips_warning
     from zoo.metrics import full_report
 
-    runner = SavedModelRunner(model_path)
+    runner = open_runner(model_path, progress=progress)
     labels = runner.labels
     normalization = runner.spec.normalization
     by_speaker = speaker_norm and runner.by_speaker
@@ -154,6 +161,9 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
                    normalization=_normalization_label(normalization, speaker_norm,
                                                       by_speaker, speaker_group),
                    speaker_norm_training_share=trained_share)
+    if "quantization" in runner.info:  # a LiteRT model
+        metrics.update(runtime="litert", quantization=runner.info["quantization"]["mode"],
+                       source_export=runner.info.get("source_export"))
     return metrics, pred
 
 
@@ -169,7 +179,14 @@ def _normalization_label(normalization: str, speaker_norm: bool, by_speaker: boo
 
 
 def export_input(model_path) -> dict:
-    """zoo.json of an export ('input' is 'waveform' unless it says otherwise)."""
+    """zoo.json of an export ('input' is 'waveform' unless it says otherwise), or lite.json of
+    a LiteRT model (checked to be a readable .tflite)."""
+    from zoo.lite_runner import interpreter, is_tflite, read_info
+
+    if is_tflite(model_path):
+        path, info = read_info(model_path)
+        interpreter(path=path)
+        return {**info, "input": "waveform"}
     from zoo.export import read_export, resolve_version
 
     return read_export(resolve_version(Path(model_path)))
@@ -238,7 +255,8 @@ def main(argv=None) -> int:
                     "WA (accuracy), macro-F1, per class, per corpus, confusion matrix.")
     parser.add_argument("--model",
                         help="savedmodels/<model>/<version>, savedmodels/<model> (newest), a "
-                             "model name or family (whisper, mfcc, logmel); default: the "
+                             "model name or family (whisper, mfcc, logmel), or a LiteRT model "
+                             "from python -m zoo.lite (DIR/model.tflite); default: the "
                              "recommended model (README)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--corpus", action="append", metavar="NAME=DIR",
@@ -262,6 +280,7 @@ def main(argv=None) -> int:
     from pipelines.corpora import CorpusError, parse_corpus_arg
     from pipelines.io import write_csv_atomic, write_json_atomic
     from pipelines.tfrecord import SchemaError
+    from zoo.lite_runner import LiteError
     from zoo.metrics import format_table
 
     try:
@@ -275,6 +294,9 @@ def main(argv=None) -> int:
         args.model = str(model)
         info = export_input(args.model)
         kind = info.get("input", "waveform")
+        if args.speaker_norm and "quantization" in info:
+            raise EvaluateError("--speaker-norm needs the SavedModel (serving_by_speaker, "
+                                "serving_with_stats); a LiteRT model has serving_default only")
         if args.speaker_norm and "feature_spec" not in info:
             raise EvaluateError("--speaker-norm applies to feature models only")
         if args.speaker_norm and "speaker_head" not in info:  # before the (slow) decoding
@@ -296,8 +318,10 @@ def main(argv=None) -> int:
         if kind == "waveform":
             if not len(rows):
                 raise EvaluateError("no clips to evaluate")
-            metrics, pred = evaluate(args.model, rows, waves, args.batch_size, args.speaker_norm)
-    except (EvaluateError, CorpusError, SchemaError, FileNotFoundError, ValueError) as err:
+            metrics, pred = evaluate(args.model, rows, waves, args.batch_size, args.speaker_norm,
+                                     progress=not args.quiet)
+    except (EvaluateError, CorpusError, SchemaError, FileNotFoundError, ValueError,
+            LiteError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     title = (f"{metrics['model']}: {metrics['n']} clips, {metrics['speakers']} speakers, "

@@ -42,6 +42,13 @@ def padded(waves: list[np.ndarray], idx) -> tuple[np.ndarray, np.ndarray]:
     return batch, length
 
 
+def open_runner(path, progress: bool = False):
+    """SavedModelRunner for an export, zoo.lite_runner.LiteRunner for a .tflite (zoo.lite)."""
+    from zoo.lite_runner import LiteRunner, is_tflite
+
+    return LiteRunner(path, progress=progress) if is_tflite(path) else SavedModelRunner(path)
+
+
 class SavedModelRunner:
     """Loads savedmodels/<model>[/<version>] and predicts on lists of 1-D waveforms."""
 

@@ -97,6 +97,8 @@ def resolve_model(arg: str | None, root: Path | None = None) -> tuple[Path, str 
         found = resolve_version(path)
         return found, f"model: {found} (the recommended model; --model to choose another)"
     path = Path(arg)
+    if path.is_file():  # a LiteRT model (zoo.lite), checked by its reader
+        return path, None
     if path.exists():
         return resolve_version(path), None
     if "/" not in arg and (root / arg).is_dir():
