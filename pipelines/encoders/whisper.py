@@ -35,6 +35,11 @@ _LAYER_PARAMS = ("attn_ln.gamma", "attn_ln.beta", "q.kernel", "q.bias", "k.kerne
                  "fc1.bias", "fc2.kernel", "fc2.bias")
 
 
+def _frames(mask):
+    """[N, T] mask -> [N, T, 1] (expand_dims rather than [:, :, None]: LiteRT converts it)."""
+    return ops.expand_dims(mask, -1)
+
+
 def _layer_norm(x, gamma, beta):
     mean = ops.mean(x, axis=-1, keepdims=True)
     var = ops.mean(ops.square(x - mean), axis=-1, keepdims=True)
@@ -147,8 +152,8 @@ class WhisperEncoder(keras.layers.Layer):
         mask = ops.pad(mask, ((0, 0), (0, pad)))
         if self.context == "30s":
             # Whisper's silence: log10 floor clamped at max - 8, i.e. feature max - 2
-            peak = ops.max(ops.where(mask[:, :, None] > 0, x, -1e9), axis=(1, 2), keepdims=True)
-            x = ops.where(mask[:, :, None] > 0, x, peak - 2.0)
+            peak = ops.max(ops.where(_frames(mask) > 0, x, -1e9), axis=(1, 2), keepdims=True)
+            x = ops.where(_frames(mask) > 0, x, peak - 2.0)
         x = ops.reshape(x, (-1, width, self.n_mels))
         mask = ops.reshape(mask, (-1, width))
         return x, mask, windows
@@ -157,29 +162,29 @@ class WhisperEncoder(keras.layers.Layer):
         p = self._p
         clip = self.context == "clip"
         if clip:
-            x = x * m[:, :, None]
+            x = x * _frames(m)
         h = ops.conv(ops.pad(x, ((0, 0), (1, 1), (0, 0))), p("conv1.kernel"), padding="valid")
         h = ops.gelu(h + p("conv1.bias"), approximate=False)
         if clip:
-            h = h * m[:, :, None]
+            h = h * _frames(m)
         h = ops.conv(ops.pad(h, ((0, 0), (1, 1), (0, 0))), p("conv2.kernel"), strides=2,
                      padding="valid")
         h = ops.gelu(h + p("conv2.bias"), approximate=False)
         m2 = m[:, ::2]  # output j reads input frames 2j-1..2j+1: valid while 2j is
         width = ops.shape(h)[1]
-        h = h + p("positions")[:width][None]
+        h = h + ops.expand_dims(p("positions")[:width], 0)
         key_bias = None
         if clip:
-            h = h * m2[:, :, None]
-            key_bias = (1.0 - m2)[:, None, None, :] * -1e9
+            h = h * _frames(m2)
+            key_bias = ops.expand_dims(ops.expand_dims(1.0 - m2, 1), 1) * -1e9
         states = [h]
         for i in range(self.n_layers):
             h = self._layer(h, i, key_bias)
             if clip:
-                h = h * m2[:, :, None]
+                h = h * _frames(m2)
             states.append(h)
         last = _layer_norm(h, p("final_ln.gamma"), p("final_ln.beta"))
-        states[-1] = last * m2[:, :, None] if clip else last
+        states[-1] = last * _frames(m2) if clip else last
         return states, m2
 
     def _layer(self, h, i: int, key_bias):
@@ -221,10 +226,10 @@ class HiddenStatePooling(keras.layers.Layer):
 
     def call(self, inputs):
         states, mask = inputs
-        m = ops.cast(mask, states.dtype)[:, None, :, None]
+        m = ops.expand_dims(ops.expand_dims(ops.cast(mask, states.dtype), 1), -1)
         count = ops.maximum(ops.sum(m, axis=2), 1.0)
         mean = ops.sum(states * m, axis=2) / count
-        var = ops.sum(ops.square(states - mean[:, :, None, :]) * m, axis=2) / count
+        var = ops.sum(ops.square(states - ops.expand_dims(mean, 2)) * m, axis=2) / count
         return ops.concatenate([mean, ops.sqrt(var + 1e-12)], axis=-1)
 
     def compute_output_shape(self, input_shape):
