@@ -141,11 +141,13 @@ class WhisperEncoder(keras.layers.Layer):
     def _windows(self, x, mask):
         """[B, T, M] -> [B * nw, W, M] windows of at most 3000 frames (exactly 3000 in '30s'
         context, padded with the clip's silence value), with their masks."""
-        frames = ops.shape(x)[1]
-        if self.context == "30s":
-            width = WINDOW_FRAMES
+        frames = x.shape[1]  # a Python int where the length is static (JAX traces need it)
+        if frames is None:
+            frames = ops.shape(x)[1]
+            width = WINDOW_FRAMES if self.context == "30s" else ops.minimum(frames,
+                                                                             WINDOW_FRAMES)
         else:
-            width = ops.minimum(frames, WINDOW_FRAMES)
+            width = WINDOW_FRAMES if self.context == "30s" else min(frames, WINDOW_FRAMES)
         windows = (frames + width - 1) // width
         pad = windows * width - frames
         x = ops.pad(x, ((0, 0), (0, pad), (0, 0)))
