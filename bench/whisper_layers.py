@@ -6,9 +6,10 @@ probes in leave-actors-out cross-validation over RAVDESS actors.
 
 Reads Whisper embedding sets of one waveform set (python -m pipelines.embeddings --encoder
 whisper; each holds every hidden state's mean and standard deviation per clip): the default
-`whisper-tiny.en` (the encoder on the clip's own frames, silence trimmed at 40 dB), and, when
-present, `whisper-tiny.en-30s` (padded to 30 s as Whisper was trained) and
-`whisper-tiny.en-untrimmed`. The split stored in the sets is ignored: the folds are
+`whisper-tiny.en-trim40` (the encoder on the clip's own frames, silence trimmed at 40 dB as
+the CNNs' features: `--trim-db 40`), and, when present, `whisper-tiny.en-30s-trim40` (padded
+to 30 s as Whisper was trained: `--context 30s --trim-db 40`) and `whisper-tiny.en` (the
+default: the clip's own frames, untrimmed). The split stored in the sets is ignored: the folds are
 bench/cnn_cv.py's (RAVDESS actors 1, 6, 11, 16 | 2, 7, 12, 17 | ...; validation = the first two
 actors of the next fold). In each fold a class-balanced logistic regression (scikit-learn,
 standardised inputs) is fitted on the training clips: the other RAVDESS actors, alone or with
@@ -37,9 +38,9 @@ from bench._common import REPO, load_average, write_results  # noqa: E402
 
 FOLDS = 5
 DEFAULT_C = (0.003, 0.01, 0.03)
-VARIANTS = (("whisper-tiny.en", "clip's own frames, trimmed (default)"),
-            ("whisper-tiny.en-30s", "padded to 30 s, trimmed"),
-            ("whisper-tiny.en-untrimmed", "clip's own frames, untrimmed"))
+VARIANTS = (("whisper-tiny.en-trim40", "clip's own frames, silence trimmed at 40 dB"),
+            ("whisper-tiny.en-30s-trim40", "padded to 30 s, silence trimmed at 40 dB"),
+            ("whisper-tiny.en", "clip's own frames, untrimmed (the zoo's default)"))
 TRAIN_SETS = (("ravdess", ("ravdess",)), ("all", ("ravdess", "tess", "savee", "nemo")))
 
 

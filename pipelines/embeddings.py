@@ -354,10 +354,11 @@ def main(argv=None) -> int:
     parser.add_argument("--context", default="clip", choices=["clip", "30s"],
                         help="whisper: run the encoder on the clip's own frames (clip, the "
                              "default) or padded to 30 s as Whisper was trained (30s, about "
-                             "10x the cost for 3 s clips)")
-    parser.add_argument("--trim-db", default="40", metavar="DB",
-                        help="whisper: trim leading/trailing silence quieter than DB below the "
-                             "loudest frame (40, the zoo's default), or 'none'")
+                             "36x the extraction time for 3 s clips)")
+    parser.add_argument("--trim-db", default="none", metavar="DB",
+                        help="whisper: 'none' (the default; measured best, bench/"
+                             "whisper_layers.py) or trim leading/trailing silence quieter than "
+                             "DB below the loudest frame (the CNNs use 40)")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="clips per forward pass, grouped by length (8)")
     parser.add_argument("--frames", action="store_true",

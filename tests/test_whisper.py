@@ -354,7 +354,7 @@ def test_extraction_writes_every_hidden_state_and_resumes(whisper_set, tmp_path,
     e = eset.embedding
     assert (e["num_hidden_states"], e["state_dim"], e["frame_dim"], e["frames_layer"]) == \
         (5, 768, 384, 2)
-    assert e["context"] == "clip" and e["feature_spec"]["trim_db"] == 40.0
+    assert e["context"] == "clip" and e["feature_spec"]["trim_db"] is None  # untrimmed
     skipped = (eset.folder / "skipped.csv").read_text()
     assert "digital silence" in skipped and silent_id in skipped
     assert sum(eset.examples(s) for s in ("train", "validation", "test")) == 55

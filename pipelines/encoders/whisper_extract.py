@@ -1,10 +1,10 @@
 """Whisper embeddings of a waveform set: `python -m pipelines.embeddings --encoder whisper`.
 
     python -m pipelines.embeddings --encoder whisper --data tfrecords/full
-        [--checkpoint DIR] [--context clip|30s] [--trim-db 40|none] [--frames [--frames-layer N]]
+        [--checkpoint DIR] [--context clip|30s] [--trim-db none|DB] [--frames [--frames-layer N]]
 
 writes tfrecords/full/embeddings/whisper-tiny.en/ (the checkpoint's name; `-30s` for the 30 s
-context, `-untrimmed` without silence trimming): per clip the mean and standard deviation of
+context, `-trim40` with silence trimmed at 40 dB): per clip the mean and standard deviation of
 EVERY hidden state (0 = conv stem + positions .. L = last layer after the final layer norm)
 over the clip's own encoder frames, concatenated: (L + 1) x 2 x d numbers (5 x 768 = 3840 for
 tiny), so a head can pick a layer or learn a mix (zoo.models.whisper_heads). With --frames also
@@ -38,11 +38,14 @@ def whisper_spec_for(weights, trim_db):
     return whisper_spec(n_mels=weights.config["n_mels"], trim_db=trim_db, remove_dc=True)
 
 
-def target_name(weights, context: str, trim_db, default_trim) -> str:
+# Whisper saw untrimmed audio in training, and its statistics measured as well or better
+# without trimming the clips' silence (bench/whisper_layers.py), so none by default.
+DEFAULT_TRIM_DB = None
+
+
+def target_name(weights, context: str, trim_db) -> str:
     name = weights.name + CONTEXT_SUFFIX[context]
-    if trim_db is None:
-        return name + "-untrimmed"
-    return name if trim_db == default_trim else f"{name}-trim{trim_db:g}"
+    return name if trim_db is None else f"{name}-trim{trim_db:g}"
 
 
 def make_runner(encoder, spec, frames_layer: int | None):
@@ -81,7 +84,6 @@ def extract_whisper(data, checkpoint=None, context: str = "clip", trim_db="defau
     from pipelines.encoders.whisper import CONTEXTS, WhisperEncoder
     from pipelines.encoders.whisper_checkpoint import load_weights
     from pipelines.tfrecord import open_set
-    from pipelines.spec import TRIM_DB
 
     tfset = open_set(data)
     if context not in CONTEXTS:
@@ -92,7 +94,7 @@ def extract_whisper(data, checkpoint=None, context: str = "clip", trim_db="defau
         raise ExtractError("--batch-size must be at least 1")
     weights = load_weights(checkpoint)
     c = weights.config
-    trim = TRIM_DB if trim_db == "default" else trim_db
+    trim = DEFAULT_TRIM_DB if trim_db == "default" else trim_db
     if frames:
         frames_layer = c["n_layers"] if frames_layer in (None, "last") else int(frames_layer)
         if not 0 <= frames_layer <= c["n_layers"]:
@@ -108,7 +110,7 @@ def extract_whisper(data, checkpoint=None, context: str = "clip", trim_db="defau
                 "frames_dtype": frames_dtype if frames else None, "context": context,
                 "feature_spec": spec.to_dict(),
                 "source_fingerprint": tfset.schema.get("fingerprint")}
-    target = Target(root / target_name(weights, context, trim, TRIM_DB), "all", settings)
+    target = Target(root / target_name(weights, context, trim), "all", settings)
     if not target.prepare(force):
         print(f"{target.folder}: up to date; --force recomputes it")
         return [target.folder]

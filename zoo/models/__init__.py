@@ -19,5 +19,6 @@ def zoo_logmel_spec() -> FeatureSpec:
 
 
 def zoo_whisper_spec() -> FeatureSpec:
-    """Whisper's front end (tiny.en: 80 bands), trimmed and DC-free as the other contracts."""
-    return whisper_spec(trim_db=TRIM_DB, remove_dc=True)
+    """Whisper's front end (tiny.en: 80 bands), DC removed, silence kept (Whisper was trained
+    on untrimmed audio; trimming measured no better, bench/whisper_layers.py)."""
+    return whisper_spec(trim_db=None, remove_dc=True)
