@@ -4,6 +4,10 @@
     python -m pipelines.embeddings --encoder hubert --checkpoint ckpt/hubert-base-ls960 \\
         --data tfrecords/full [--layer N ...] [--layers all] [--frames] [--batch-size 8]
 
+(--checkpoint also takes a Hugging Face hub id, facebook/hubert-base-ls960 or
+owner/name@revision: resolved into the Hugging Face cache, offline with HF_HUB_OFFLINE=1;
+pipelines.encoders.hub.)
+
 writes tfrecords/full/embeddings/hubert-layer12/ (the last layer by default; hubert-layerN
 for --layer N, hubert-mean for --layers all = the average of all hidden states 0..L): one
 shard per waveform shard with each clip's mean and standard deviation over its frames (2 x
@@ -336,7 +340,10 @@ def main(argv=None) -> int:
                     "Wav2Vec2 sets one layer each.")
     parser.add_argument("--encoder", required=True, choices=["whisper", "hubert", "wav2vec2"])
     parser.add_argument("--checkpoint",
-                        help="local checkpoint folder. whisper: a CTranslate2 or Hugging Face "
+                        help="local checkpoint folder or Hugging Face hub id (owner/name"
+                             "[@revision], e.g. facebook/hubert-base-ls960, openai/whisper-base:"
+                             " fetched into the Hugging Face cache, or read from it with "
+                             "HF_HUB_OFFLINE=1). whisper: a CTranslate2 or Hugging Face "
                              "Whisper folder, default the packaged tiny.en (docs/whisper.md); "
                              "hubert / wav2vec2 (required): the folder as published on the hub "
                              "(config.json, preprocessor_config.json, model.safetensors or "
@@ -390,8 +397,8 @@ def main(argv=None) -> int:
                             args.out, args.force, not args.quiet, args.fail_after_shards)
         else:
             if not args.checkpoint:
-                raise ExtractError(f"--encoder {args.encoder} needs --checkpoint DIR (a local "
-                                   "checkpoint folder, docs/ssl.md)")
+                raise ExtractError(f"--encoder {args.encoder} needs --checkpoint DIR or a hub "
+                                   "id such as facebook/hubert-base-ls960 (docs/ssl.md)")
             if args.frames_layer is not None:
                 raise ExtractError("--frames-layer is for --encoder whisper (hubert / "
                                    "wav2vec2 store the frames of each --layer)")

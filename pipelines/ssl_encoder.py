@@ -2,12 +2,16 @@
 clip's frames do not depend on how much padding its batch adds.
 
     ck = inspect_checkpoint("ckpt/hubert-base-ls960", "hubert")   # files only, no TensorFlow
+    ck = inspect_checkpoint("facebook/hubert-base-ls960", "hubert")  # a hub id: the HF cache
     encoder = load_encoder(ck)                                     # transformers TF class
     states, mask = encoder(waveform, length)                       # hidden states 0..L, frames
 
 A checkpoint folder is what the hub publishes (facebook/hubert-base-ls960, facebook/wav2vec2-base):
 config.json, preprocessor_config.json and weights as model.safetensors (PyTorch or TF layout,
-read without torch), tf_model.h5, or pytorch_model.bin (needs torch).
+read without torch), tf_model.h5, or pytorch_model.bin (needs torch). A hub id (owner/name or
+owner/name@revision) that is not a local folder is resolved into the Hugging Face cache,
+fetching only those files (pipelines.encoders.hub); the checkpoint then records the id,
+revision and commit (`Checkpoint.hub`).
 
 Padding. The base models use feat_extract_norm='group': their first convolution normalises each
 channel over the whole input, padding included, and the original recipe runs them without an
@@ -51,6 +55,7 @@ class Checkpoint:
     config: dict
     preprocessor: dict
     weights: Path
+    hub: dict | None = None  # repo_id, revision, commit when given as a hub id
 
     @property
     def hidden_size(self) -> int:
@@ -85,7 +90,7 @@ class Checkpoint:
                 "weights_file": self.weights.name, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "feat_extract_norm":
                     self.config.get("feat_extract_norm"),
-                "do_normalize": self.do_normalize}
+                "do_normalize": self.do_normalize, "hub": self.hub}
 
 
 def _weight_parts(weights: Path) -> list[Path]:
@@ -110,14 +115,32 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def inspect_checkpoint(folder, encoder: str) -> Checkpoint:
-    """Check a checkpoint folder without loading it; CheckpointError (one line) otherwise."""
+def hub_files():
+    """What a hub repository must give (pipelines.encoders.hub.Wanted): the two configs and
+    the first weights file in the loader's order (pytorch_model.bin only with torch)."""
+    from pipelines.encoders.hub import Wanted
+
+    if torch_available():
+        return Wanted(("config.json", "preprocessor_config.json"), WEIGHT_FILES)
+    return Wanted(("config.json", "preprocessor_config.json"),
+                  tuple(n for n in WEIGHT_FILES if not n.startswith("pytorch_model")),
+                  "; pytorch_model.bin needs torch (pip install torch, CPU build)")
+
+
+def inspect_checkpoint(folder, encoder: str, progress=print) -> Checkpoint:
+    """Check a checkpoint folder (or hub id, resolved into the Hugging Face cache) without
+    loading it; CheckpointError (one line) otherwise."""
+    from pipelines.encoders.hub import HubError, local_or_hub
+
     if encoder not in ENCODERS:
         raise CheckpointError(f"unknown encoder {encoder!r}; use one of {', '.join(ENCODERS)}")
-    folder = Path(folder)
+    try:
+        folder, hub = local_or_hub(folder, hub_files(), progress)
+    except HubError as err:
+        raise CheckpointError(str(err)) from None
     if not folder.is_dir():
-        raise CheckpointError(f"{folder}: no such checkpoint folder (download it with "
-                              "huggingface-cli, see docs/ssl.md)")
+        raise CheckpointError(f"{folder}: no such checkpoint folder (a hub id is "
+                              "owner/name[@revision]; see docs/ssl.md)")
     config = _read_json(folder / "config.json", "the model configuration")
     preprocessor = _read_json(folder / "preprocessor_config.json",
                               "the input normalisation settings")
@@ -148,7 +171,8 @@ def inspect_checkpoint(folder, encoder: str) -> Checkpoint:
         if not part.is_file():
             raise CheckpointError(f"{folder}: {weights.name} lists {part.name}, which is "
                                   "missing; an incomplete download?")
-    return Checkpoint(folder, encoder, config, preprocessor, weights)
+    return Checkpoint(folder, encoder, config, preprocessor, weights,
+                      hub.describe() if hub else None)
 
 
 def load_model(ck: Checkpoint, **config_overrides):

@@ -89,8 +89,10 @@ _FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
 
 def training_flags(config) -> list[str]:
     """The zoo.train flags whose values differ from the defaults (so the quoted command
-    reproduces the run); --checkpoint is left out (a local path)."""
+    reproduces the run); --checkpoint only when it is a hub id (a local path would not travel)."""
     import dataclasses
+
+    from pipelines.encoders.hub import is_hub_id
 
     if not dataclasses.is_dataclass(config):
         return []
@@ -101,6 +103,8 @@ def training_flags(config) -> list[str]:
         flags.append("--no-augment")
     if getattr(config, "deterministic", False):
         flags.append("--deterministic")
+    if is_hub_id(getattr(config, "checkpoint", None)):
+        flags.append(f"--checkpoint {config.checkpoint}")
     return flags
 
 

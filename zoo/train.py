@@ -316,7 +316,9 @@ def parse_args(argv=None) -> TrainConfig:
                              "single clips with a re-fitted plain head. Default 0 (off); "
                              "measured no better than zoo.refit_head after normal training")
     parser.add_argument("--checkpoint",
-                        help="pretrained encoder folder for wav2vec2_finetune (docs/ssl.md)")
+                        help="pretrained encoder for wav2vec2_finetune: a local folder or a "
+                             "Hugging Face hub id such as facebook/wav2vec2-base "
+                             "(owner/name[@revision]; docs/ssl.md)")
     parser.add_argument("--cpu-devices", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     defaults = _model_defaults(args.model)

@@ -44,8 +44,8 @@ def build_for_training(config: TrainConfig, num_classes: int):
     from zoo.registry import build_model
 
     if not config.checkpoint:
-        raise TrainError(f"{config.model} needs --checkpoint DIR, a local pretrained checkpoint "
-                         "folder (docs/ssl.md)")
+        raise TrainError(f"{config.model} needs --checkpoint DIR or a hub id such as "
+                         "facebook/wav2vec2-base (docs/ssl.md)")
     try:
         return build_model(config.model, num_classes, checkpoint=config.checkpoint,
                            **config.overrides)
@@ -143,8 +143,14 @@ def train_finetune(config: TrainConfig) -> dict:
     if config.strategy != "default":
         raise TrainError(f"{config.model} trains with --strategy default (one device)")
     if not config.checkpoint:
-        raise TrainError(f"{config.model} needs --checkpoint DIR, a local pretrained checkpoint "
-                         "folder (docs/ssl.md)")
+        raise TrainError(f"{config.model} needs --checkpoint DIR or a hub id such as "
+                         "facebook/wav2vec2-base (docs/ssl.md)")
+    from pipelines.ssl_encoder import inspect_checkpoint
+
+    # a missing folder or unknown hub id stops here, before a run folder is made (quiet: the
+    # model's build reports where the checkpoint is)
+    inspect_checkpoint(config.checkpoint, config.overrides.get("encoder", "wav2vec2"),
+                       progress=None)
     data = Path(config.data) if config.data else demo_data()
     tfset = open_set(data)
     check_data(tfset)
@@ -247,6 +253,7 @@ def train_finetune(config: TrainConfig) -> dict:
                                 for x, y, meta in ds), split, labels)
 
     def save_and_export(metrics):
+        from pipelines.encoders.hub import hub_note
         from zoo.export_ssl import export_waveform_classifier
         from zoo.model_card import ssl_model_card
 
@@ -256,7 +263,8 @@ def train_finetune(config: TrainConfig) -> dict:
             "rows. Both return `probabilities` float32 [batch, classes] and `label` string "
             "[batch].",
             f"Inside the graph: {info['encoder']} encoder ({info['num_layers']} layers, "
-            f"hidden {info['hidden_size']}, checkpoint {info['checkpoint_sha256'][:12]}; top "
+            f"hidden {info['hidden_size']}, checkpoint {info['checkpoint_sha256'][:12]}"
+            f"{hub_note(info.get('hub'))}; top "
             f"{model.trainable_layers} layers fine-tuned), waveform normalised per clip "
             f"(do_normalize {info['do_normalize']}), mean + std pooling of the last layer, "
             "dense head."])

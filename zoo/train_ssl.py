@@ -199,6 +199,7 @@ def train_head(config: TrainConfig, entry) -> dict:
                                 for x, y, meta in ds), split, labels)
 
     def save_and_export(metrics):
+        from pipelines.encoders.hub import hub_note
         from zoo.export_ssl import export_embedding_head
         from zoo.model_card import ssl_model_card
 
@@ -210,7 +211,7 @@ def train_head(config: TrainConfig, entry) -> dict:
         card = ssl_model_card(config, eset, metrics, [
             f"`serving_default`: `{entry.input}` float32 {shape} with dim = {dim}: "
             f"{e['encoder']} hidden state {e['layer']} of checkpoint "
-            f"{e['checkpoint_sha256'][:12]}"
+            f"{e['checkpoint_sha256'][:12]}{hub_note(e.get('hub'))}"
             + (", mean and standard deviation over the clip's frames"
                if entry.input == "embedding" else ", zero-padded frames")
             + " (python -m pipelines.embeddings; the same checkpoint and layer are needed).",
@@ -250,6 +251,7 @@ def test_projector(model, data, input_kind: str, split: str, labels, tb_dir: Pat
 
 def export_whisper(config, head, eset, overrides: dict, run: Path, metrics: dict) -> Path:
     """The trained Whisper head behind its encoder, exported waveform-in (zoo.export_whisper)."""
+    from pipelines.encoders.hub import hub_note
     from zoo.export_whisper import WhisperExportError, export_whisper_head
     from zoo.model_card import ssl_model_card
 
@@ -260,7 +262,8 @@ def export_whisper(config, head, eset, overrides: dict, run: Path, metrics: dict
         "its row is padding). Inside the graph: Whisper's log-Mel "
         f"({e['feature_spec']['n_mels']} bands, silence trimmed at "
         f"{e['feature_spec']['trim_db']} dB), the {e['name']} encoder "
-        f"(checkpoint sha256 {e['sha256'][:12]}, {e['context']} context: "
+        f"(checkpoint sha256 {e['sha256'][:12]}{hub_note(e.get('hub'))}, {e['context']} "
+        "context: "
         + ("the clip's own frames" if e["context"] == "clip" else "padded to 30 s")
         + "), each hidden state's mean and standard deviation over the clip's frames, then "
         "the head. Clips over 30 s are cut into 30 s windows and pooled together.",

@@ -102,7 +102,8 @@ def wav2vec2_finetune(num_classes: int, spec=None, checkpoint=None, encoder: str
                       head_dropout: float = 0.3, encoder_lr_scale: float = 0.05):
     """Wav2Vec2 with the top transformer layers fine-tuned and a mean+std pooled head."""
     if checkpoint is None:
-        raise FinetuneConfigError("wav2vec2_finetune needs a pretrained checkpoint folder: "
-                                  "--checkpoint DIR (see docs/ssl.md)")
+        raise FinetuneConfigError("wav2vec2_finetune needs a pretrained checkpoint: "
+                                  "--checkpoint DIR or a hub id such as facebook/wav2vec2-base "
+                                  "(see docs/ssl.md)")
     return build_finetune(num_classes, checkpoint, encoder, trainable_layers, head_units,
                           head_dropout, encoder_lr_scale)
