@@ -299,6 +299,41 @@ def check_extraction_cli_and_resume():
                                    err_msg=key)
 
 
+def check_hub_id_loads_the_cached_snapshot():
+    """--checkpoint as a hub id: the tiny HuBERT put into a Hugging Face cache laid out as
+    huggingface_hub lays it out (tests/hf_cache.py), resolved with HF_HUB_OFFLINE=1, loads
+    from the snapshot with the folder's weights (bit-equal) and outputs, recording id and
+    commit."""
+    import os
+
+    from hf_cache import add_snapshot
+    from pipelines.ssl_encoder import inspect_checkpoint, load_encoder
+
+    cache = OUT / "hf-hub"
+    snap = add_snapshot(cache, "ser-zoo/tiny-hubert", Path(CK["hubert-safetensors-pt"]))
+    saved = {k: os.environ.get(k) for k in ("HF_HUB_CACHE", "HF_HUB_OFFLINE")}
+    os.environ.update(HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1")
+    try:
+        ck = inspect_checkpoint("ser-zoo/tiny-hubert", "hubert", progress=None)
+        enc = load_encoder(ck)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    assert ck.folder == snap and ck.weights == snap / "model.safetensors"
+    assert ck.hub == {"repo_id": "ser-zoo/tiny-hubert", "revision": "main",
+                      "commit": snap.name}
+    ref = encoder("hubert-safetensors-pt")
+    assert len(enc.model.weights) == len(ref.model.weights)
+    for a, b in zip(enc.model.weights, ref.model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+    wave, length = clips()
+    np.testing.assert_allclose(enc(wave, length)[0][-1].numpy(),
+                               ref(wave, length)[0][-1].numpy(), atol=1e-6)
+
+
 def check_names() -> list[str]:
     return [n for n in globals() if n.startswith("check_")]
 
