@@ -24,7 +24,7 @@ if wc.packaged_folder() is None:
                 allow_module_level=True)
 
 HEADS = [m for m in list_models() if get_entry(m).family == "zoo.models.whisper_heads"]
-PARAMS = {"whisper_linear": 13_069, "whisper_mlp": 206_349, "whisper_attn": 134_151}
+PARAMS = {"whisper_linear": 34_568, "whisper_mlp": 206_349, "whisper_attn": 134_151}
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +215,7 @@ def test_refit_gives_whisper_models_the_per_speaker_signatures(trained, ssl_wave
     wave = np.random.default_rng(0).normal(0, 0.1, (3, 20000)).astype(np.float32)
     emb = loaded.signatures["serving_embedding"](
         waveform=tf.constant(wave), length=tf.constant([20000, 15000, 9000]))["embedding"]
-    assert emb.shape == (3, 768)  # layer=mix: the mixed hidden state
+    assert emb.shape == (3, 3840)  # layer=all: every hidden state side by side
 
 
 def test_run_writes_the_test_embeddings_for_the_projector(trained):
@@ -228,4 +228,17 @@ def test_run_writes_the_test_embeddings_for_the_projector(trained):
     assert rows[0] == "emotion\tpredicted\tcorpus\tspeaker\tid"
     reader = tf.train.load_checkpoint(str(folder))
     vectors = reader.get_tensor("embedding/.ATTRIBUTES/VARIABLE_VALUE")
-    assert vectors.shape == (len(rows) - 1, 768) == (trained["metrics"]["test"]["n"], 768)
+    assert vectors.shape == (len(rows) - 1, 3840) == (trained["metrics"]["test"]["n"], 3840)
+
+
+def test_linear_head_is_solved_exactly(trained):
+    """whisper_linear on fixed statistics: the exact logistic regression for each L2 of the
+    grid, the best by validation UA, recorded in metrics.json and the card."""
+    from zoo.embedding_heads import DEFAULT_L2
+
+    solver = trained["metrics"]["solver"]
+    assert solver["kind"] == "exact" and len(solver["tried"]) == len(DEFAULT_L2)
+    best = max(t["validation_ua"] for t in solver["tried"])
+    assert trained["metrics"]["validation"]["ua"] == pytest.approx(best, abs=1e-4)
+    card = (trained["export"] / "model_card.md").read_text()
+    assert "solved exactly" in card

@@ -175,6 +175,30 @@ def fit_head(train, validation, labels: list[str], l2_grid, prefix: str = "",
     return best[2], best[1], tried
 
 
+def solve_classifier(model, train, validation, labels: list[str], l2_grid,
+                     seed: int = 0) -> list[dict]:
+    """Set a model's `classifier` (a Dense softmax on its embedding layer's output, as the
+    linear Whisper heads) to the exact class-balanced logistic regression on the training
+    clips' embeddings, for the L2 strength of l2_grid with the best validation UA (solve()).
+    train / validation: (model inputs, label indices). Returns [{l2, validation_ua}]."""
+    from zoo.metrics import report
+
+    trunk = embedding_model(model)
+    x = np.asarray(trunk.predict(train[0], batch_size=1024, verbose=0))
+    classifier = model.get_layer("classifier")
+    best, tried = None, []
+    for l2 in l2_grid:
+        kernel, bias = solve(x, train[1], len(labels), l2, seed)
+        classifier.set_weights([kernel, bias])
+        pred = np.asarray(model.predict(validation[0], batch_size=1024, verbose=0)).argmax(1)
+        ua = float(report(validation[1], pred, labels)["ua"])
+        tried.append({"l2": l2, "validation_ua": round(ua, 4)})
+        if best is None or ua > best[0]:
+            best = (ua, [kernel, bias])
+    classifier.set_weights(best[1])
+    return tried
+
+
 def plain_model(source, head):
     """The source model with `head` in place of its own: one flat functional model (so
     Grad-CAM and fine-tuning address the conv blocks by name, as before)."""

@@ -116,10 +116,16 @@ def _trained_line(config, tfset, metrics: dict) -> str:
     flags += [f"--set {k}={value(v)}" for k, v in (getattr(config, "overrides", None) or {}).items()]
     flags += [f"--spec {k}={value(v)}"
               for k, v in (getattr(config, "spec_overrides", None) or {}).items()]
+    solver = metrics.get("solver") or {}
+    grid = ", ".join(f"{t['l2']:g}" for t in solver.get("tried", []))
+    how = (f"solved exactly: class-balanced logistic regression, L2 {solver['l2']:g} chosen by "
+           f"validation UA from {grid}"
+           if solver.get("kind") == "exact" else
+           f"{metrics.get('epochs_run')} epochs, best epoch {metrics.get('best_epoch')}")
     return (f"Trained {datetime.date.today().isoformat()} with `python -m zoo.train --model "
             f"{' '.join([config.model, '--data', str(tfset.folder), *flags])}` "
-            f"({metrics.get('epochs_run')} epochs, best epoch {metrics.get('best_epoch')}, "
-            f"{metrics.get('train_seconds', 0) / 60:.1f} min on {default_workers()} CPU cores).")
+            f"({how}, {metrics.get('train_seconds', 0) / 60:.1f} min on "
+            f"{default_workers()} CPU cores).")
 
 
 def _row(title: str, m: dict) -> str:

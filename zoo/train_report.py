@@ -75,12 +75,14 @@ def batchnorm_check(history, train_eval) -> dict:
 
 def finish_run(config, labels, data, tfset, run: Path, seconds: float, predict,
                save_and_export, predict_speaker_norm=None,
-               speaker_title: str = "features normalised per speaker") -> dict:
+               speaker_title: str = "features normalised per speaker",
+               extra: dict | None = None) -> dict:
     """Metrics on every split, predictions.csv, confusion.png, export, metrics.json.
 
     predict(split) -> predictions DataFrame; save_and_export(metrics) -> the export folder;
     predict_speaker_norm(split), when given, adds validation/test metrics with features
-    normalised per speaker (or what `speaker_title` says) under metrics['speaker_norm'].
+    normalised per speaker (or what `speaker_title` says) under metrics['speaker_norm'];
+    extra: more entries for metrics (e.g. how a linear head was solved).
     """
     from pipelines.io import write_csv_atomic, write_json_atomic
     from zoo.callbacks import read_history
@@ -111,6 +113,7 @@ def finish_run(config, labels, data, tfset, run: Path, seconds: float, predict,
     metrics.update(best_epoch=best.get("epoch"), epochs_run=len(history),
                    train_seconds=round(seconds, 1))
     metrics["batchnorm_check"] = batchnorm_check(history, metrics.get("train_eval"))
+    metrics.update(extra or {})
     write_csv_atomic(run / "predictions.csv", pd.concat(frames, ignore_index=True))
     shown = metrics.get("test") or metrics["validation"]
     plot_confusion(shown["confusion"], labels,

@@ -104,6 +104,40 @@ def set_inputs(entry, eset, overrides: dict) -> dict:
     return {"states": e["num_hidden_states"]}
 
 
+def solved_exactly(entry, overrides: dict) -> bool:
+    """A linear head over fixed statistics (whisper_linear with one hidden state or all of
+    them) is a convex fit: solved exactly instead of by gradient steps. A learned layer mix
+    is not convex and trains with the optimiser."""
+    return entry.train_defaults.get("solver") == "exact" and \
+        str(overrides.get("layer", "all")) != "mix"
+
+
+def solve_head(model, data, entry, labels, overrides: dict, config, run: Path) -> dict:
+    """The classifier as the exact class-balanced logistic regression (L2 from --set l2 or
+    the zoo's grid, chosen by validation UA); history.jsonl gets one line per L2 tried."""
+    from pipelines.embedding_set import make_dataset
+    from pipelines.io import write_text_atomic
+    from zoo.embedding_heads import DEFAULT_L2, solve_classifier
+
+    def arrays(split):
+        xs, ys = zip(*((np.asarray(x), np.asarray(y)) for x, y in
+                       make_dataset(data, split, entry.input, 1024)))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    grid = [float(overrides["l2"])] if "l2" in overrides else list(DEFAULT_L2)
+    print(f"{config.model}: a linear head on fixed statistics, solved exactly for L2 in "
+          f"{', '.join(f'{v:g}' for v in grid)} (the best by validation UA)")
+    tried = solve_classifier(model, arrays("train"), arrays("validation"), labels, grid,
+                             config.seed)
+    best = max(range(len(tried)), key=lambda i: tried[i]["validation_ua"])
+    import json
+
+    write_text_atomic(run / "history.jsonl", "".join(
+        json.dumps({"epoch": i + 1, "l2": t["l2"], "val_ua": t["validation_ua"]}) + "\n"
+        for i, t in enumerate(tried)))
+    return {"kind": "exact", "l2": tried[best]["l2"], "tried": tried}
+
+
 def fit_input_norm(model, data, entry) -> None:
     """Set a Normalization layer named input_norm to the training vectors' statistics."""
     import keras
@@ -185,9 +219,14 @@ def train_head(config: TrainConfig, entry) -> dict:
                                        "encoder": eset.embedding["encoder"]})
     weights = class_weights(eset) if config.balance != "none" else None
     started = time.perf_counter()
-    model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, class_weight=weights,
-              callbacks=callbacks, shuffle=False,  # the dataset shuffles itself
-              verbose=2 if not sys.stdout.isatty() else 1)
+    extra = None
+    if solved_exactly(entry, overrides):
+        extra = {"solver": solve_head(model, data, entry, labels, overrides, config, run)}
+        model.save_weights(best_path)
+    else:
+        model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, class_weight=weights,
+                  callbacks=callbacks, shuffle=False,  # the dataset shuffles itself
+                  verbose=2 if not sys.stdout.isatty() else 1)
     seconds = time.perf_counter() - started
     if not best_path.exists():
         raise TrainError("no epoch finished with a validation score; nothing to export")
@@ -220,7 +259,8 @@ def train_head(config: TrainConfig, entry) -> dict:
                                      e, card, {"metrics": headline(metrics), "run": str(run),
                                                "data": str(data)})
 
-    metrics = finish_run(config, labels, data, eset, run, seconds, predict, save_and_export)
+    metrics = finish_run(config, labels, data, eset, run, seconds, predict, save_and_export,
+                         extra=extra)
     split = "test" if eset.examples("test") else "validation"
     folder = test_projector(model, data, entry.input, split, labels, run / "tb",
                             config.batch_size)

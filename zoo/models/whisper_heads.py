@@ -1,9 +1,9 @@
 """Heads on Whisper's encoder (pipelines.encoders.whisper), trained on Whisper embedding sets
 (python -m pipelines.embeddings --encoder whisper) and exported with the encoder in front.
 
-    whisper_linear  linear softmax on a chosen hidden state's pooled statistics (--set layer=N),
-                    on a learned softmax mix of all of them (layer=mix, the default), or on all
-                    of them side by side (layer=all)
+    whisper_linear  linear softmax on all hidden states' pooled statistics side by side
+                    (layer=all, the default), on one of them (--set layer=N) or on a learned
+                    softmax mix (layer=mix); solved exactly by zoo.train but for the mix
     whisper_mlp     the same input, one hidden layer (units, GELU, dropout)
     whisper_attn    attention pooling over one hidden state's frames (sets made with --frames)
 
@@ -79,15 +79,16 @@ def _classifier(x, num_classes: int, dropout: float, l2: float):
                         kernel_regularizer=keras.regularizers.L2(l2) if l2 else None)(x)
 
 
-# A linear head is a convex fit: a larger step than the networks', no dropout, and an L2 that
-# measured well (bench/whisper_cv.py); the heads read standardised statistics.
-LINEAR_DEFAULTS = {"lr": 1e-2, "epochs": 60, "patience": 20}
+# A linear head on fixed statistics is a convex fit, solved exactly by zoo.train (its L2 chosen
+# by validation UA; zoo.train_ssl.solve_head); with layer=mix it trains by gradient steps, at a
+# larger step than the networks'. The heads read standardised statistics.
+LINEAR_DEFAULTS = {"lr": 1e-2, "epochs": 60, "patience": 20, "solver": "exact"}
 HEAD_DEFAULTS = {"lr": 3e-3, "epochs": 60, "patience": 20}
 
 
 @register_model("whisper_linear", input="embedding", train_defaults=LINEAR_DEFAULTS)
 def whisper_linear(num_classes: int, spec=None, dim: int = TINY_STATES * 2 * TINY_WIDTH,
-                   states: int = TINY_STATES, layer="mix", dropout: float = 0.0,
+                   states: int = TINY_STATES, layer="all", dropout: float = 0.0,
                    l2: float = 1e-2, encoder=None) -> keras.Model:
     """Linear softmax on Whisper hidden-state statistics (one state, a learned mix, or all)."""
     inputs, x = stats_input(dim, states, encoder, spec.n_mels if spec else 80)
