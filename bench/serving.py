@@ -44,16 +44,20 @@ import numpy as np  # noqa: E402
 
 DURATIONS = (1.0, 3.0, 10.0)
 TARGET_MS = 10.0  # p50 for a 3 s clip, CNN models
+WHISPER_TARGET_MS = 150.0  # p50 for a 3 s clip, Whisper models
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
 
 # ---------------------------------------------------------------- the notebook path
 
 def librosa_features(wave: np.ndarray, spec) -> np.ndarray:
-    """[T, C] features the way a notebook computes them: librosa on numpy, per clip."""
+    """[T, C] features the way a notebook computes them: librosa on numpy, per clip (Whisper's
+    log-Mel: transformers' WhisperFeatureExtractor, cut to the clip's frames)."""
     import librosa
 
     y = wave - wave.mean() if spec.remove_dc else wave
+    if spec.kind == "whisper_logmel":
+        return whisper_features(y, spec)
     if spec.trim_db is not None:
         y, _ = librosa.effects.trim(y, top_db=spec.trim_db, frame_length=spec.n_fft,
                                     hop_length=spec.hop_length)
@@ -73,6 +77,24 @@ def librosa_features(wave: np.ndarray, spec) -> np.ndarray:
     if spec.normalization == "utterance":
         feats = (feats - feats.mean(axis=0)) / np.sqrt(feats.var(axis=0) + 1e-5)
     return feats.astype(np.float32)
+
+
+_EXTRACTORS: dict = {}
+
+
+def whisper_features(y: np.ndarray, spec) -> np.ndarray:
+    import librosa
+
+    if spec.trim_db is not None:
+        y, _ = librosa.effects.trim(y, top_db=spec.trim_db, frame_length=spec.n_fft,
+                                    hop_length=spec.hop_length)
+    if spec.n_mels not in _EXTRACTORS:
+        from transformers import WhisperFeatureExtractor
+
+        _EXTRACTORS[spec.n_mels] = WhisperFeatureExtractor(feature_size=spec.n_mels)
+    mel = _EXTRACTORS[spec.n_mels](y, sampling_rate=spec.sample_rate,
+                                   return_tensors="np").input_features[0]
+    return mel.T[:1 + len(y) // spec.hop_length].astype(np.float32)
 
 
 # ---------------------------------------------------------------- models
@@ -245,10 +267,12 @@ def report(results: dict) -> str:
                      f"{agree['probabilities_max_abs_diff']:.2g}")
     lines.append("")
     for r in results["models"]:
-        if "cnn" in r["model"] and "crnn" not in r["model"]:
+        target = WHISPER_TARGET_MS if "whisper" in r["model"] else \
+            TARGET_MS if "cnn" in r["model"] and "crnn" not in r["model"] else None
+        if target is not None:
             p50 = r["latency_batch1"]["3s"]["savedmodel_signature"]["p50_ms"]
-            lines.append(f"target p50 <= {TARGET_MS:g} ms for a 3 s clip, {r['model']}: "
-                         f"{p50:.1f} ms, {'met' if p50 <= TARGET_MS else 'NOT met'}")
+            lines.append(f"target p50 <= {target:g} ms for a 3 s clip, {r['model']}: "
+                         f"{p50:.1f} ms, {'met' if p50 <= target else 'NOT met'}")
     return "\n".join(lines)
 
 
