@@ -127,27 +127,39 @@ def linear_head(train_x: np.ndarray, num_classes: int, l2: float, prefix: str = 
     return head
 
 
-def solve(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float, seed: int = 0):
-    """The class-balanced multinomial logistic regression with loss mean(weighted CE) +
-    l2 * |W|^2 on standardised x, solved exactly (scikit-learn's L-BFGS); (kernel [D, C],
-    bias [C]) for the standardised inputs. A convex fit: the same answer every time, which
-    the gradient steps used before did not reach on wide (Whisper) embeddings."""
+def solve_path(x: np.ndarray, y: np.ndarray, num_classes: int, l2_grid,
+               seed: int = 0) -> dict:
+    """{l2: (kernel [D, C], bias [C])}: the class-balanced multinomial logistic regression with
+    loss mean(weighted CE) + l2 * |W|^2 on standardised x for each L2 strength, solved by
+    scikit-learn's L-BFGS along the regularisation path (strongest first, each fit starting
+    from the previous solution). A convex fit, the same answer every time, which the gradient
+    steps used before did not reach on wide (Whisper) embeddings."""
     from sklearn.linear_model import LogisticRegression
 
     present = np.unique(y)
-    # scikit-learn minimises 0.5 |W|^2 + C sum(weighted CE): C = 1 / (2 l2 n) is the same
-    # objective as mean CE + l2 |W|^2.
-    clf = LogisticRegression(C=1.0 / (2.0 * l2 * len(y)), class_weight="balanced",
-                             max_iter=5000, tol=1e-6, random_state=seed).fit(x, y)
-    kernel = np.zeros((x.shape[1], num_classes), np.float32)
-    bias = np.full(num_classes, -1e4, np.float32)  # a class never seen is never predicted
-    if len(present) == 2:  # binary: scikit-learn keeps one row
-        kernel[:, present[1]], bias[present[1]] = clf.coef_[0], clf.intercept_[0]
-        kernel[:, present[0]], bias[present[0]] = 0.0, 0.0
-    else:
-        kernel[:, present] = clf.coef_.T
-        bias[present] = clf.intercept_
-    return kernel, bias
+    clf = LogisticRegression(class_weight="balanced", max_iter=1000, tol=1e-4,
+                             warm_start=True, random_state=seed)
+    out = {}
+    for l2 in sorted(set(l2_grid), reverse=True):
+        # scikit-learn minimises 0.5 |W|^2 + C sum(weighted CE): C = 1 / (2 l2 n) is the
+        # same objective as mean CE + l2 |W|^2.
+        clf.set_params(C=1.0 / (2.0 * l2 * len(y)))
+        clf.fit(x, y)
+        kernel = np.zeros((x.shape[1], num_classes), np.float32)
+        bias = np.full(num_classes, -1e4, np.float32)  # a class never seen is never predicted
+        if len(present) == 2:  # binary: scikit-learn keeps one row
+            kernel[:, present[1]], bias[present[1]] = clf.coef_[0], clf.intercept_[0]
+            kernel[:, present[0]], bias[present[0]] = 0.0, 0.0
+        else:
+            kernel[:, present] = clf.coef_.T
+            bias[present] = clf.intercept_
+        out[l2] = (kernel, bias)
+    return out
+
+
+def solve(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float, seed: int = 0):
+    """solve_path for one L2 strength: (kernel, bias)."""
+    return solve_path(x, y, num_classes, [l2], seed)[l2]
 
 
 def fit_head(train, validation, labels: list[str], l2_grid, prefix: str = "",
@@ -160,13 +172,13 @@ def fit_head(train, validation, labels: list[str], l2_grid, prefix: str = "",
     from zoo.metrics import report
 
     x, y = train
-    best, tried = None, []
+    best, tried, solved = None, [], None
     for l2 in l2_grid:
         head = linear_head(x, len(labels), l2, prefix)
-        scale = head.get_layer(f"{prefix}embedding_scale")
-        standardised = np.asarray(scale(x))
-        kernel, bias = solve(standardised, y, len(labels), l2, seed)
-        head.get_layer(f"{prefix}classifier").set_weights([kernel, bias])
+        if solved is None:
+            standardised = np.asarray(head.get_layer(f"{prefix}embedding_scale")(x))
+            solved = solve_path(standardised, y, len(labels), l2_grid, seed)
+        head.get_layer(f"{prefix}classifier").set_weights(list(solved[l2]))
         pred = np.asarray(head(validation[0], training=False)).argmax(axis=1)
         ua = report(validation[1], pred, labels)["ua"]
         tried.append({"l2": l2, "validation_ua": round(float(ua), 4)})
@@ -187,8 +199,9 @@ def solve_classifier(model, train, validation, labels: list[str], l2_grid,
     x = np.asarray(trunk.predict(train[0], batch_size=1024, verbose=0))
     classifier = model.get_layer("classifier")
     best, tried = None, []
+    solved = solve_path(x, train[1], len(labels), l2_grid, seed)
     for l2 in l2_grid:
-        kernel, bias = solve(x, train[1], len(labels), l2, seed)
+        kernel, bias = solved[l2]
         classifier.set_weights([kernel, bias])
         pred = np.asarray(model.predict(validation[0], batch_size=1024, verbose=0)).argmax(1)
         ua = float(report(validation[1], pred, labels)["ua"])
