@@ -44,6 +44,12 @@ What the graph computes, per clip (all of it cheap: it runs in every serving req
    voiced speech: unvoiced consonants and pauses do not count, so a sentence gives about
    0.2-0.6 and one short word in a 4 s clip about 0.05-0.1.
 
+In an export: call speech_ratio on the request's waveform and length as they arrive (before
+the features' trimming; any length >= 0 works, clips shorter than a frame give 0), inside the
+same request checks, and compare with params.no_speech_threshold; the graph needs only the
+params (Python values baked in as constants), so store params.to_json() with the export to say
+what it computed. No variables, no assets.
+
 The parameters are a frozen dataclass stored as JSON with an export (SpeechActivityParams,
 `to_dict` / `from_dict`); their values, and the threshold's trade-off measured on the corpora
 and a synthetic non-speech set (pipelines.synthetic), are in docs/reliability.md and
@@ -106,7 +112,7 @@ class SpeechActivityParams:
     steady_span: int = 4
     steady_neighbours: int = 3
     min_run_frames: int = 4
-    no_speech_threshold: float = 0.05
+    no_speech_threshold: float = 0.04  # chosen by bench/speech_activity.py
     sample_rate: int = SAMPLE_RATE
     version: int = PARAMS_VERSION
 
@@ -197,6 +203,16 @@ def _window() -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(FRAME) / FRAME)).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=8)
+def _autocorrelation_matrix(lag_lo: int, lag_hi: int) -> np.ndarray:
+    """[FFT // 2 + 1, 1 + lags] the inverse real DFT of a power spectrum at lag 0 and lags
+    lag_lo - 1 .. lag_hi + 1 (what irfft gives there, as one small matmul)."""
+    lags = np.r_[0, np.arange(lag_lo - 1, lag_hi + 2)]
+    k = np.arange(FFT // 2 + 1)
+    weight = np.where((k == 0) | (k == FFT // 2), 1.0, 2.0) / FFT
+    return (weight[:, None] * np.cos(2 * np.pi * np.outer(k, lags) / FFT)).astype(np.float32)
+
+
 @functools.lru_cache(maxsize=1)
 def _window_autocorrelation() -> np.ndarray:
     """[FFT] the window's autocorrelation, normalised to 1 at lag 0 (floored: never 0)."""
@@ -219,29 +235,22 @@ def frame_count(length):
 
 
 def _front(waveform, length, frames):
-    """The 16 kHz samples in one pass of 4-sample blocks: (frames of the 4 kHz signal
-    [batch, frames, FRAME], full-band (mean, mean square) over each frame's 40 ms
-    [batch, frames, 2]). Frame t is centred on 4 kHz sample 80 t (16 kHz sample 320 t), zero
-    padding at both ends; samples past `length` count as zeros."""
-    samples = tf.shape(waveform)[1]
-    blocks = (samples + DECIMATION - 1) // DECIMATION
-    x = tf.where(tf.range(samples)[None, :] < length[:, None], waveform, 0.0)
-    x = tf.reshape(tf.pad(x, [[0, 0], [0, blocks * DECIMATION - samples]]),
-                   [tf.shape(x)[0], blocks, DECIMATION])
-    rows = tf.shape(x)[0]
-
-    def in_blocks(v):  # [batch, blocks] -> [batch, frames + 1, HOP] (20 ms), zero-padded
-        padded = tf.pad(v, [[0, 0], [HOP, (frames + 1) * HOP - HOP - blocks]])
-        return tf.reshape(padded, [rows, frames + 1, HOP])
-
-    low = in_blocks(tf.reduce_sum(x, -1)) / DECIMATION  # the box-filtered 4 kHz signal
+    """(frames of the 4 kHz signal [batch, frames, FRAME], full-band (mean, mean square) over
+    each frame's 40 ms [batch, frames, 2]): the clip, zeroed past `length`, in 20 ms blocks
+    of 320 samples; a 4 kHz sample is the mean of 4 (a box low-pass), a frame two blocks.
+    Frame t is centred on 16 kHz sample 320 t, zero padding at both ends. Only innermost axes
+    are reduced, so a clip's values do not depend on the shape of its batch."""
+    rows, samples = tf.shape(waveform)[0], tf.shape(waveform)[1]
+    block = HOP * DECIMATION
+    x = waveform * tf.sequence_mask(length, samples, dtype=tf.float32)
+    x = tf.pad(x, [[0, 0], [block, frames * block - samples]])
+    box = tf.constant(np.full((DECIMATION, 1, 1), 1.0 / DECIMATION, np.float32))
+    low = tf.nn.conv1d(x[:, :, None], box, DECIMATION, "VALID")  # (a conv is the fastest
+    low = tf.reshape(low, [rows, frames + 1, HOP])  # way TF has to sum 4 neighbours)
     framed = tf.concat([low[:, :-1], low[:, 1:]], axis=-1)
-    # per 20 ms block: sum and sum of squares (reductions over the innermost axis only, so
-    # a clip's values do not depend on the batch's shape)
-    halves = tf.stack([tf.reduce_sum(low, -1) * DECIMATION,
-                       tf.reduce_sum(in_blocks(tf.reduce_sum(tf.square(x), -1)), -1)], -1)
-    moments = (halves[:, :-1] + halves[:, 1:]) / float(FRAME * DECIMATION)
-    return framed, moments
+    squares = tf.reduce_sum(tf.square(tf.reshape(x, [rows, frames + 1, block])), -1)
+    halves = tf.stack([tf.reduce_sum(low, -1) * DECIMATION, squares], -1)
+    return framed, (halves[:, :-1] + halves[:, 1:]) / float(FRAME * DECIMATION)
 
 
 def _neighbours(x, span: int):
@@ -277,11 +286,11 @@ def _db(power):
 
 def _pitch(autocorr, params: SpeechActivityParams):
     """(voicing, lag in samples at 4 kHz) per frame from the windowed frames' autocorrelation
-    [batch, T, FFT]: the normalised peak (Boersma 1993) and its lag, see the module docstring."""
+    [batch, T, lags] at lag 0 and lags lag_lo - 1 .. lag_hi + 1 (_autocorrelation_matrix):
+    the normalised peak (Boersma 1993) and its lag, see the module docstring."""
     lag_lo, lag_hi = params.lag_range
     energy = autocorr[:, :, :1]
-    r = autocorr[:, :, lag_lo - 1:lag_hi + 2] / tf.constant(
-        _window_autocorrelation()[lag_lo - 1:lag_hi + 2])
+    r = autocorr[:, :, 1:] / tf.constant(_window_autocorrelation()[lag_lo - 1:lag_hi + 2])
     r = tf.where(energy > _TINY, r / tf.maximum(energy, _TINY), tf.zeros_like(r))
     centre = r[:, :, 1:-1]
     peak = tf.logical_and(centre > r[:, :, :-2], centre >= r[:, :, 2:])
@@ -335,30 +344,34 @@ def analyse(waveform, length, params: SpeechActivityParams = DEFAULT_PARAMS) -> 
     """
     waveform = tf.convert_to_tensor(waveform, tf.float32)
     length = tf.cast(length, tf.int32)
-    num_frames = frame_count(length)
-    total = frame_count(tf.shape(waveform)[1])
-    valid = tf.sequence_mask(num_frames, total, dtype=tf.float32)
-    framed, moments = _front(waveform, length, total)
-
-    energy_db = _db(tf.maximum(moments[..., 1] - tf.square(moments[..., 0]), 0.0)) * valid
-    floor_db = _percentile(energy_db, valid, params.floor_percentile)
-    threshold_db = tf.maximum(floor_db + params.snr_db, params.abs_floor_db)
-    active = tf.cast(energy_db > threshold_db[:, None], tf.float32) * valid
-
-    framed = framed - tf.reduce_mean(framed, axis=-1, keepdims=True)
-    spectrum = tf.signal.rfft(framed * tf.constant(_window()), fft_length=[FFT])
-    power = tf.math.real(spectrum) ** 2 + tf.math.imag(spectrum) ** 2
-    autocorr = tf.signal.irfft(tf.cast(power, tf.complex64), fft_length=[FFT])
-    voicing, lag = _pitch(autocorr, params)
-    voicing = voicing * valid
-    voiced = tf.cast(voicing >= params.voicing_min, tf.float32) * valid
-    partials = _partials(power, params) * valid
-    tonal = tf.cast(partials < 2, tf.float32) * voiced
-    steady = _steady(lag, voiced, params)
-
-    speech = active * voiced * (1.0 - tonal) * (1.0 - steady)
-    speech = _runs_at_least(speech, params.min_run_frames) * valid
-    ratio = tf.reduce_sum(speech, axis=1) / tf.cast(num_frames, tf.float32)
+    with tf.name_scope("front"):
+        num_frames = frame_count(length)
+        total = frame_count(tf.shape(waveform)[1])
+        valid = tf.sequence_mask(num_frames, total, dtype=tf.float32)
+        framed, moments = _front(waveform, length, total)
+    with tf.name_scope("energy"):
+        energy_db = _db(tf.maximum(moments[..., 1] - tf.square(moments[..., 0]), 0.0)) * valid
+        floor_db = _percentile(energy_db, valid, params.floor_percentile)
+        threshold_db = tf.maximum(floor_db + params.snr_db, params.abs_floor_db)
+        active = tf.cast(energy_db > threshold_db[:, None], tf.float32) * valid
+    with tf.name_scope("spectrum"):
+        framed = framed - tf.reduce_mean(framed, axis=-1, keepdims=True)
+        spectrum = tf.signal.rfft(framed * tf.constant(_window()), fft_length=[FFT])
+        power = tf.math.real(spectrum) ** 2 + tf.math.imag(spectrum) ** 2
+        autocorr = tf.matmul(power, tf.constant(_autocorrelation_matrix(*params.lag_range)))
+    with tf.name_scope("pitch"):
+        voicing, lag = _pitch(autocorr, params)
+        voicing = voicing * valid
+        voiced = tf.cast(voicing >= params.voicing_min, tf.float32) * valid
+    with tf.name_scope("tonal"):
+        partials = _partials(power, params) * valid
+        tonal = tf.cast(partials < 2, tf.float32) * voiced
+    with tf.name_scope("steady"):
+        steady = _steady(lag, voiced, params)
+    with tf.name_scope("decision"):
+        speech = active * voiced * (1.0 - tonal) * (1.0 - steady)
+        speech = _runs_at_least(speech, params.min_run_frames) * valid
+        ratio = tf.reduce_sum(speech, axis=1) / tf.cast(num_frames, tf.float32)
     return {"energy_db": energy_db, "voicing": voicing,
             "f0_hz": SAMPLE_RATE / DECIMATION / lag * voiced, "partials": partials,
             "active": active, "voiced": voiced, "tonal": tonal, "steady": steady,

@@ -28,8 +28,9 @@ Tone, music and noise levels vary with the seed (-30 to -10 dBFS unless the name
 Speech versions (`speech=True`, kind `<background>+word`): a 0.4-0.6 s stretch of voiced speech
 cut from a clip of the bundled RAVDESS demo sample (its loudest stretch, 10 ms fades), at
 -26 dBFS RMS (a usual speech level), placed at a random time in the background; the background
-is scaled to a signal-to-noise ratio from SNRS_DB (by seed), except silence and DC backgrounds,
-which keep their own level (snr_db None). In a 0.5 s clip the word is cut to fit.
+is scaled to a signal-to-noise ratio drawn from SNRS_DB (20, 10, 5, 0 dB; word RMS over
+background RMS), except silence and DC backgrounds, which keep their own level (snr_db None).
+In a 0.5 s clip the word is cut to fit.
 """
 
 from __future__ import annotations
@@ -359,8 +360,10 @@ def cut_word(path: str, seconds: float) -> np.ndarray:
     return word
 
 
-def with_word(kind: str, seed: int = 0, seconds: float = 2.0) -> SyntheticClip:
-    """A clip of `kind` with a word of real speech inside (see the module docstring)."""
+def with_word(kind: str, seed: int = 0, seconds: float = 2.0,
+              snr_db: float | None = None) -> SyntheticClip:
+    """A clip of `kind` with a word of real speech inside (see the module docstring); snr_db
+    None draws it from SNRS_DB with the clip's own seed."""
     base = make(kind, seed, seconds)
     rng = _rng(kind + "+word", seed, seconds)
     files = demo_files()
@@ -368,9 +371,10 @@ def with_word(kind: str, seed: int = 0, seconds: float = 2.0) -> SyntheticClip:
     length = min(rng.uniform(*WORD_SECONDS), seconds - 0.05) if seconds > 0.1 else seconds
     word = _at_rms(cut_word(path, length), WORD_DBFS)
     background = base.waveform.astype(np.float64)
+    drawn = SNRS_DB[int(rng.integers(len(SNRS_DB)))]
     snr = None
     if base.family not in _NO_SNR:
-        snr = SNRS_DB[seed % len(SNRS_DB)]
+        snr = drawn if snr_db is None else float(snr_db)
         background = _at_rms(background, WORD_DBFS - snr)
     start = int(rng.integers(0, max(1, background.size - word.size + 1)))
     mixed = background.copy()

@@ -62,12 +62,20 @@ def test_synthetic_clips_are_deterministic_and_well_formed():
 
 
 def test_speech_versions_hold_a_word_at_the_stated_snr():
-    clip = Y.with_word("white_-40", seed=1, seconds=2.0)  # seed 1: SNR 10 dB
+    clip = Y.with_word("white_-40", seed=1, seconds=2.0)
     again = Y.with_word("white_-40", seed=1, seconds=2.0)
     np.testing.assert_array_equal(clip.waveform, again.waveform)
-    assert clip.speech and clip.snr_db == Y.SNRS_DB[1] and clip.word.startswith("Actor_")
+    assert clip.speech and clip.snr_db in Y.SNRS_DB and clip.word.startswith("Actor_")
     noise = Y.make("white_-40", seed=1, seconds=2.0).waveform
-    assert not np.allclose(clip.waveform, noise)
+    noise = noise * 10 ** ((Y.WORD_DBFS - clip.snr_db) / 20) / np.sqrt(np.mean(noise ** 2))
+    word = clip.waveform - noise
+    inside = np.flatnonzero(np.abs(word) > 1e-5)  # the word's span (float32 rounding apart)
+    word = word[inside[0]:inside[-1] + 1]
+    snr = 10 * np.log10(np.mean(word ** 2) / np.mean(noise ** 2))
+    assert abs(snr - clip.snr_db) < 0.5
+    drawn = {Y.with_word("pink_-40", seed, 1.0).snr_db for seed in range(12)}
+    assert drawn == set(Y.SNRS_DB)  # every SNR turns up, whatever the seeds
+    assert Y.with_word("pink_-40", 0, 1.0, snr_db=3.0).snr_db == 3.0
     assert Y.with_word("digital_zero", 0, 0.5).waveform.shape == (8000,)
     assert Y.with_word("digital_zero", 0, 0.5).snr_db is None
 
@@ -92,7 +100,7 @@ def test_demo_speech_is_speech(demo_waves):
 
 def test_a_word_in_noise_or_music_is_speech():
     for kind in ("digital_zero", "white_-40", "tone_440", "melody"):
-        clip = Y.with_word(kind, seed=0, seconds=2.0)  # seed 0: SNR 20 dB
+        clip = Y.with_word(kind, seed=0, seconds=2.0, snr_db=20.0)
         assert S.speech_ratio_one(clip.waveform) >= PARAMS.no_speech_threshold, clip.name
 
 
