@@ -136,7 +136,7 @@ def test_usage_errors_exit_2(tiny_export, tmp_path, capsys, extra, message):
 def test_missing_model_and_empty_folder_exit_2(tiny_export, tmp_path, capsys):
     clip = write(tmp_path / "a.wav", 1.0)
     assert predict.main(["--model", str(tmp_path / "nope"), str(clip)]) == 2
-    assert "neither a SavedModel nor a folder of numbered versions" in capsys.readouterr().err
+    assert "no such export folder, model or family" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert predict.main(["--model", str(tiny_export[0]), str(tmp_path / "empty")]) == 2
     assert "no audio files found" in capsys.readouterr().err

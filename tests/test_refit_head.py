@@ -98,6 +98,10 @@ def test_by_speaker_signature_equals_the_keras_pieces(refit_run):
     waves = [load(f) for f in files]
     speakers = ["Actor_01"] * 5 + ["Actor_02"] * 4
     served = runner.predict_by_speaker(waves, speakers)
+    # the served probabilities are calibrated (zoo.reliability): undo the temperature
+    from zoo.reliability import of_export, uncalibrated
+
+    served = uncalibrated(served, of_export(runner.info).speaker_temperature)
 
     model = keras.saving.load_model(out / "model.keras", safe_mode=True)
     head = keras.saving.load_model(out / "speaker_head.keras", safe_mode=True)

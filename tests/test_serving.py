@@ -52,8 +52,15 @@ def test_saved_model_cli_shows_the_three_signatures(tiny_export):
     assert sigs[SIGNATURE_DEFAULT]["outputs"]["probabilities"]["shape"] == (-1, len(labels))
     assert sigs[SIGNATURE_DEFAULT]["outputs"]["label"]["dtype"] == "DT_STRING"
     assert sigs[SIGNATURE_STATS]["method"] == "tensorflow/serving/predict"
-    for name, expected in serving_check.expected_signatures(len(labels)).items():
+    assert sigs[SIGNATURE_DEFAULT]["outputs"]["status"]["dtype"] == "DT_STRING"
+    assert sigs[SIGNATURE_LENGTH]["outputs"]["speech_ratio"]["shape"] == (-1,)
+    assert sigs[SIGNATURE_STATS]["outputs"]["logits"]["shape"] == (-1, len(labels))
+    for name, expected in serving_check.expected_signatures(len(labels),
+                                                            reliability=True).items():
         assert serving_check.compare_signature(name, sigs.get(name), expected) == []
+    # an export without the reliability outputs would be told so
+    old = serving_check.expected_signatures(len(labels))[SIGNATURE_DEFAULT]
+    assert serving_check.compare_signature(SIGNATURE_DEFAULT, sigs[SIGNATURE_DEFAULT], old)
 
 
 def test_check_passes_on_a_fresh_export(tiny_export, capsys):

@@ -235,11 +235,11 @@ def predictions(probs, y, meta, split: str, labels: list[str], manifest):
 
 
 def export_refit(model, trunk, speaker_head, spec, labels, base, name: str, card: str,
-                 meta: dict, version: int | None = None) -> Path:
+                 meta: dict, version: int | None = None, reliability=None) -> Path:
     """Write base/name/<version>/ with serving_default/_with_length/_with_stats (plain model)
     and serving_by_speaker (trunk -> per-request speaker statistics -> speaker head)."""
     from zoo.export import SpeakerServingModule, export
 
     return export(model, spec, labels, base, name, card, meta, version,
                   make_module=lambda assets: SpeakerServingModule(
-                      model, trunk, speaker_head, spec, labels, assets))
+                      model, trunk, speaker_head, spec, labels, assets, reliability))

@@ -155,6 +155,7 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
     for j, name in enumerate(labels):
         pred[f"p_{name}"] = probs[:, j]
     metrics = full_report(pred, labels)
+    metrics["reliability"] = _reliability_report(runner.info, pred, probs, waves, by_speaker)
     trained_share = runner.info.get("speaker_norm_training_share", 0.0)
     metrics.update(model=str(runner.path), excluded_labels=unknown,
                    speakers=int(pred["speaker"].nunique()),
@@ -165,6 +166,41 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
         metrics.update(runtime="litert", quantization=runner.info["quantization"]["mode"],
                        source_export=runner.info.get("source_export"))
     return metrics, pred
+
+
+def _reliability_report(info: dict, pred: pd.DataFrame, probs: np.ndarray, waves,
+                        speaker: bool) -> dict:
+    """ECE (15 bins) of the served probabilities and of the model's own (before the export's
+    temperature), and the status counts (docs/reliability.md); adds speech_ratio and status
+    columns to `pred`. Exports made before zoo.reliability have no temperature (before = after)
+    and get the default speech-activity threshold."""
+    from zoo.calibration import ECE_BINS, expected_calibration_error
+    from zoo.reliability import host_speech_ratios, of_export, statuses, uncalibrated
+
+    rel = of_export(info)
+    temperature = rel.speaker_temperature if speaker else rel.temperature
+    labels = pred["label"].to_numpy()
+    pred["speech_ratio"] = host_speech_ratios(waves, rel.speech)
+    pred["status"] = statuses(probs, pred["speech_ratio"].to_numpy(), rel, speaker)
+    counts = pred["status"].value_counts()
+    return {"calibrated": bool(info.get("reliability")), "temperature": temperature,
+            "bins": ECE_BINS,
+            "ece_before": expected_calibration_error(uncalibrated(probs, temperature), labels),
+            "ece_after": expected_calibration_error(probs, labels),
+            "status_counts": {k: int(counts.get(k, 0)) for k in ("ok", "low_confidence",
+                                                                  "no_speech")},
+            "no_speech_threshold": rel.no_speech_threshold,
+            "confidence_threshold": (rel.speaker_confidence_threshold if speaker
+                                     else rel.confidence_threshold)}
+
+
+def reliability_line(rel: dict) -> str:
+    counts = rel["status_counts"]
+    ece = (f"ECE {rel['ece_before']:.3f} before calibration, {rel['ece_after']:.3f} after "
+           f"(T = {rel['temperature']:.2f})" if rel["calibrated"] else
+           f"ECE {rel['ece_after']:.3f} (export not calibrated)")
+    return (f"{ece}; status: {counts['ok']} ok, {counts['low_confidence']} low_confidence, "
+            f"{counts['no_speech']} no_speech")
 
 
 def _normalization_label(normalization: str, speaker_norm: bool, by_speaker: bool,
@@ -267,6 +303,9 @@ def main(argv=None) -> int:
                         help="RAVDESS calm handling for --corpus (neutral)")
     parser.add_argument("--out", help="write the metrics JSON here")
     parser.add_argument("--predictions", help="write per-clip predictions CSV here")
+    parser.add_argument("--reliability-diagram", metavar="PNG",
+                        help="write the reliability diagram here (default: beside --out, "
+                             "<out>_reliability.png)")
     parser.add_argument("--speaker-norm", action="store_true",
                         help="normalise features with statistics over each speaker's clips "
                              "(from the same evaluation data, no labels used) instead of each "
@@ -338,6 +377,17 @@ def main(argv=None) -> int:
     print(format_table(metrics, title))
     if metrics["excluded_labels"]:
         print(f"left out (labels the model does not know): {metrics['excluded_labels']}")
+    if "reliability" in metrics:
+        print(reliability_line(metrics["reliability"]))
+        diagram = args.reliability_diagram or (
+            str(Path(args.out).with_suffix("")) + "_reliability.png" if args.out else None)
+        if diagram:
+            from zoo.calibration import write_reliability_diagram
+
+            probs = pred[[f"p_{name}" for name in metrics["labels"]]].to_numpy()
+            write_reliability_diagram(probs, pred["label"].to_numpy(), diagram,
+                                      title="/".join(Path(metrics["model"]).parts[-2:]))
+            print(f"wrote {diagram}")
     if args.out:
         write_json_atomic(args.out, metrics)
     if args.predictions:

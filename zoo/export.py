@@ -23,7 +23,11 @@ is a second signature):
         hold: embed the clips in any batches, take the mean and (population) standard
         deviation of a speaker's embeddings, then classify the embeddings with them (the
         audio is not sent or run through the network again)
-all but serving_embedding -> probabilities float32 [batch, classes], label string [batch].
+all but serving_embedding -> probabilities float32 [batch, classes] (calibrated), label string
+[batch], logits float32 [batch, classes] (the model's own, before calibration), status string
+[batch] (ok / low_confidence / no_speech) and, where audio comes in, speech_ratio float32
+[batch]; serving_embedding -> embedding and speech_ratio (zoo.reliability,
+docs/reliability.md).
 
 Any batch size and clip length; clips shorter than one FFT window are zero-padded, and with
 `length` a clip's probabilities do not depend on the padding after it. A request that cannot be
@@ -45,6 +49,7 @@ import tensorflow as tf
 
 from pipelines import features as F
 from pipelines.spec import FeatureSpec
+from zoo.reliability import Reliability, outputs, speech_ratio
 from zoo.layout import (  # noqa: F401 - re-exported: the layout helpers were defined here first
     SIGNATURE_DEFAULT, SIGNATURE_EMBEDDING, SIGNATURE_LENGTH, SIGNATURE_SPEAKER,
     SIGNATURE_SPEAKER_STATS, SIGNATURE_STATS, next_version, read_export, resolve_version,
@@ -108,12 +113,14 @@ class _Untracked:
 class ServingModule(tf.Module):
     """Waveform in, probabilities and label out; features computed on the graph."""
 
-    def __init__(self, model: keras.Model, spec: FeatureSpec, labels: list[str], assets: Path):
+    def __init__(self, model: keras.Model, spec: FeatureSpec, labels: list[str], assets: Path,
+                 reliability: Reliability | None = None):
         super().__init__()
         # The Keras model is kept out of the SavedModel's object graph; export() tracks the
         # variables the signatures read instead (see there).
         self._keras = _Untracked(model)
         self.spec = spec
+        self.reliability = reliability or Reliability()
         self.labels = tf.constant(labels)
         self.labels_file = tf.saved_model.Asset(str(assets / "labels.txt"))
         self.spec_file = tf.saved_model.Asset(str(assets / "feature_spec.json"))
@@ -130,16 +137,18 @@ class ServingModule(tf.Module):
             features, _ = F.compute(waveform, length, self.spec, stats=stats)
         return features
 
-    def _outputs(self, probabilities) -> dict:
-        label = tf.gather(self.labels, tf.argmax(probabilities, axis=-1))
-        return {"probabilities": tf.identity(probabilities, name="probabilities"),
-                "label": tf.identity(label, name="label")}
+    def _outputs(self, probabilities, ratio=None, speaker: bool = False) -> dict:
+        """probabilities (calibrated), label, logits, status (+ speech_ratio): zoo.reliability."""
+        return outputs(self.labels, probabilities, self.reliability, ratio, speaker)
+
+    def _speech(self, waveform, length):
+        return speech_ratio(waveform, length, self.reliability)
 
     def _predict(self, waveform, length=None, stats=None):
         if length is None:
             length = full_length(waveform)
         features = self._features(waveform, length, stats)
-        return self._outputs(self.model(features, training=False))
+        return self._outputs(self.model(features, training=False), self._speech(waveform, length))
 
     def signatures(self) -> dict:
         """{signature name: concrete function} to save."""
@@ -188,8 +197,9 @@ class SpeakerServingModule(ServingModule):
     -> speaker head (zoo.refit_head)."""
 
     def __init__(self, model: keras.Model, trunk: keras.Model, speaker_head: keras.Model,
-                 spec: FeatureSpec, labels: list[str], assets: Path):
-        super().__init__(model, spec, labels, assets)
+                 spec: FeatureSpec, labels: list[str], assets: Path,
+                 reliability: Reliability | None = None):
+        super().__init__(model, spec, labels, assets, reliability)
         self._speaker_models = _Untracked((trunk, speaker_head))
 
     def signatures(self) -> dict:
@@ -215,14 +225,17 @@ class SpeakerServingModule(ServingModule):
                 message="speaker: one id per waveform row needed")
         features = self._features(waveform, length, extra_checks=ranks + [rows])
         embedding = speaker_standardize(trunk(features, training=False), speaker)
-        return self._outputs(head(embedding, training=False))
+        return self._outputs(head(embedding, training=False), self._speech(waveform, length),
+                             speaker=True)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform"),
                                   tf.TensorSpec([None], tf.int32, name="length")])
     def serve_embedding(self, waveform, length):
         trunk, _ = self._speaker_models.value
         embedding = trunk(self._features(waveform, length), training=False)
-        return {"embedding": tf.identity(embedding, name="embedding")}
+        return {"embedding": tf.identity(embedding, name="embedding"),
+                "speech_ratio": tf.identity(self._speech(waveform, length),
+                                            name="speech_ratio")}
 
     @tf.function(input_signature=[
         tf.TensorSpec([None, None], tf.float32, name="embedding"),
@@ -249,7 +262,7 @@ class SpeakerServingModule(ServingModule):
                 embedding_std, message="embedding_std: negative values"))
         with tf.control_dependencies(checks):
             standardized = (embedding - embedding_mean) / (embedding_std + SPEAKER_EPS)
-            return self._outputs(head(standardized, training=False))
+            return self._outputs(head(standardized, training=False), speaker=True)
 
 
 def _assert_rank(x, rank: int, message: str):
@@ -288,7 +301,7 @@ def save_signatures(module: tf.Module, out: Path, signatures: dict) -> None:
 
 def export(model: keras.Model, spec: FeatureSpec, labels: list[str], base, name: str,
            card: str = "", meta: dict | None = None, version: int | None = None,
-           make_module=None) -> Path:
+           make_module=None, reliability: Reliability | None = None) -> Path:
     """Write savedmodels-style `base/name/<version>/`; returns the version folder.
 
     make_module(assets folder) -> the ServingModule (default: ServingModule of `model`); its
@@ -299,12 +312,13 @@ def export(model: keras.Model, spec: FeatureSpec, labels: list[str], base, name:
         (staging / "labels.txt").write_text("\n".join(labels) + "\n")
         (staging / "feature_spec.json").write_text(spec.to_json() + "\n")
         module = (make_module(staging) if make_module
-                  else ServingModule(model, spec, labels, staging))
+                  else ServingModule(model, spec, labels, staging, reliability))
         signatures = module.signatures()
         save_signatures(module, out, signatures)
         module.save_keras(out)
         return {"labels": labels, "feature_spec": spec.to_dict(),
-                "signatures": list(signatures)}
+                "signatures": list(signatures),
+                "reliability": module.reliability.to_dict()}
 
     return write_version(base, name, write, card, meta, version)
 

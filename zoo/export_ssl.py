@@ -20,20 +20,21 @@ from zoo.export import (
     SIGNATURE_DEFAULT, SIGNATURE_LENGTH, _Untracked, full_length, save_signatures,
     waveform_checks, write_version,
 )
+from zoo.reliability import Reliability, outputs, speech_ratio
 
 
-def _outputs(labels, probabilities):
-    label = tf.gather(labels, tf.argmax(probabilities, axis=-1))
-    return {"probabilities": tf.identity(probabilities, name="probabilities"),
-            "label": tf.identity(label, name="label")}
+def _outputs(labels, probabilities, reliability, ratio=None):
+    return outputs(labels, probabilities, reliability, ratio)
 
 
 class EmbeddingServing(tf.Module):
     """An SSL head (Keras 3): embedding vectors or frame sequences in."""
 
-    def __init__(self, model, labels: list[str], input_kind: str, dim: int, assets: Path):
+    def __init__(self, model, labels: list[str], input_kind: str, dim: int, assets: Path,
+                 reliability: Reliability | None = None):
         super().__init__()
         self._keras = _Untracked(model)  # save_signatures tracks the variables it reads
+        self.reliability = reliability or Reliability()
         self.labels = tf.constant(labels)
         self.labels_file = tf.saved_model.Asset(str(assets / "labels.txt"))
         shape = [None, dim] if input_kind == "embedding" else [None, None, dim]
@@ -47,14 +48,16 @@ class EmbeddingServing(tf.Module):
     def _serve(self, x):
         check = tf.debugging.assert_all_finite(x, message="input: NaN or Inf values")
         with tf.control_dependencies([check]):
-            return _outputs(self.labels, self.model(x, training=False))
+            return _outputs(self.labels, self.model(x, training=False), self.reliability)
 
 
 class WaveformServing(tf.Module):
     """The fine-tuned encoder + head: raw 16 kHz waveforms in."""
 
-    def __init__(self, model, labels: list[str], assets: Path):
+    def __init__(self, model, labels: list[str], assets: Path,
+                 reliability: Reliability | None = None):
         super().__init__()
+        self.reliability = reliability or Reliability()
         # Track the variables, not the tf_keras model: saving a tf_keras model traces every
         # layer's call functions for Keras metadata (minutes for an encoder), unused here.
         self.model_weights = list(model.weights)
@@ -67,7 +70,8 @@ class WaveformServing(tf.Module):
         with tf.control_dependencies(waveform_checks(waveform, length)):
             probabilities = self._classify({"waveform": waveform, "length": length},
                                            training=False)
-        return _outputs(self.labels, probabilities)
+            ratio = speech_ratio(waveform, length, self.reliability)
+        return _outputs(self.labels, probabilities, self.reliability, ratio)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform")])
     def serve(self, waveform):
@@ -82,35 +86,39 @@ class WaveformServing(tf.Module):
 
 def export_embedding_head(model, labels: list[str], base, name: str, input_kind: str, dim: int,
                           embedding: dict, card: str = "", meta: dict | None = None,
-                          version: int | None = None) -> Path:
+                          version: int | None = None,
+                          reliability: Reliability | None = None) -> Path:
     """savedmodels/<name>/<N>/ for a Keras 3 head over `input_kind` ('embedding' | 'frames')
     inputs of width `dim`; `embedding`: the set's encoder description (zoo.json)."""
 
     def write(staging: Path, out: Path) -> dict:
         (staging / "labels.txt").write_text("\n".join(labels) + "\n")
-        module = EmbeddingServing(model, labels, input_kind, dim, staging)
+        module = EmbeddingServing(model, labels, input_kind, dim, staging, reliability)
         save_signatures(module, out, {SIGNATURE_DEFAULT: module.serve.get_concrete_function()})
         model.save(out / "model.keras")
         return {"labels": labels, "input": input_kind, "input_dim": dim,
-                "embedding": embedding, "signatures": [SIGNATURE_DEFAULT]}
+                "embedding": embedding, "signatures": [SIGNATURE_DEFAULT],
+                "reliability": module.reliability.to_dict()}
 
     return write_version(base, name, write, card, meta, version)
 
 
 def export_waveform_classifier(model, labels: list[str], base, name: str, encoder: dict,
                                encoder_config_json: str, card: str = "",
-                               meta: dict | None = None, version: int | None = None) -> Path:
+                               meta: dict | None = None, version: int | None = None,
+                               reliability: Reliability | None = None) -> Path:
     """savedmodels/<name>/<N>/ for a waveform-input classifier (tf_keras model taking
     {'waveform', 'length'})."""
 
     def write(staging: Path, out: Path) -> dict:
         (staging / "labels.txt").write_text("\n".join(labels) + "\n")
         (staging / "encoder_config.json").write_text(encoder_config_json)
-        module = WaveformServing(model, labels, staging)
+        module = WaveformServing(model, labels, staging, reliability)
         tf.saved_model.save(module, str(out), signatures={
             SIGNATURE_DEFAULT: module.serve.get_concrete_function(),
             SIGNATURE_LENGTH: module.serve_with_length.get_concrete_function()})
         return {"labels": labels, "input": "waveform", "sample_rate": 16000,
-                "encoder": encoder, "signatures": [SIGNATURE_DEFAULT, SIGNATURE_LENGTH]}
+                "encoder": encoder, "signatures": [SIGNATURE_DEFAULT, SIGNATURE_LENGTH],
+                "reliability": module.reliability.to_dict()}
 
     return write_version(base, name, write, card, meta, version)

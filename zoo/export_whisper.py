@@ -45,7 +45,7 @@ def features_model(name: str, head, eset, overrides: dict):
 
 
 def export_whisper_head(name: str, head, eset, overrides: dict, base, card: str,
-                        meta: dict, version: int | None = None) -> Path:
+                        meta: dict, version: int | None = None, reliability=None) -> Path:
     """savedmodels-style base/name/<version>/ of a trained Whisper head, waveform in."""
     from zoo.export import export
 
@@ -53,4 +53,5 @@ def export_whisper_head(name: str, head, eset, overrides: dict, base, card: str,
     source = eset.schema.get("source", {}).get("folder")
     meta = {**meta, "encoder": info, "embeddings": str(eset.folder),
             "data": source or meta.get("data")}
-    return export(model, spec, eset.labels, base, name, card, meta, version)
+    return export(model, spec, eset.labels, base, name, card, meta, version,
+                  reliability=reliability)

@@ -189,13 +189,42 @@ def data_and_results(tfset, metrics: dict, speaker_note: str = SPEAKER_NORM_NOTE
             if key in source:
                 lines += _result_rows(source[key], title.format(key), sub.format(key))
     lines += ["", "UA = mean per-class recall, WA = accuracy." + (speaker_note if spk else ""),
-              "",
-              "## Licence of the training data", "",
+              ""]
+    lines += calibration_lines(metrics)
+    lines += ["## Licence of the training data", "",
               "RAVDESS (CC BY-NC-SA 4.0), TESS (CC BY-NC-ND 4.0) and SAVEE (research use) do "
               "not allow commercial use; a model trained on them inherits that restriction in "
               "practice. Acted emotion in studio recordings: expect lower accuracy on "
               "spontaneous speech, other languages and other recording conditions.", ""]
     return lines
+
+
+def calibration_lines(metrics: dict) -> list[str]:
+    """The Reliability section: temperature, ECE before / after (15 bins) on validation, where
+    it was fitted, and on test, the low-confidence threshold, the no-speech rule."""
+    cal = metrics.get("calibration") or {}
+    if not cal:
+        return []
+    lines = ["## Reliability", "",
+             "Outputs besides the emotion (docs/reliability.md): `speech_ratio` (share of the "
+             "clip's 20 ms frames that are voiced speech) and `status`: `no_speech` under the "
+             "export's speech threshold (zoo.json `reliability`), else `low_confidence` when "
+             "the calibrated top probability is under the threshold chosen on validation, "
+             "else `ok`. `probabilities` are calibrated by a temperature fitted on the "
+             "validation split; `logits` are the model's own.", "",
+             "| head | temperature | ECE validation before / after | ECE test before / after "
+             "| low-confidence threshold (validation share under it) |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for key, title in (("plain", "one clip"), ("speaker", "per speaker")):
+        c = cal.get(key)
+        if not c:
+            continue
+        test = (f"{c['test_ece_before']:.3f} / {c['test_ece_after']:.3f}"
+                if "test_ece_before" in c else "-")
+        lines.append(f"| {title} | {c['temperature']:.2f} | {c['ece_before']:.3f} / "
+                     f"{c['ece_after']:.3f} | {test} | {c['confidence_threshold']:.2f} "
+                     f"({100 * c['share_low_confidence']:.0f}%) |")
+    return lines + [""]
 
 
 def embedding_results(tfset, metrics: dict) -> list[str]:

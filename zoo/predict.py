@@ -43,12 +43,21 @@ class FileResult:
     speaker: str = ""
     bounds: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     window_probs: np.ndarray | None = None
+    window_ratio: np.ndarray | None = None  # speech_ratio per window
+    window_status: np.ndarray | None = None
+    status: str = ""
     error: str = ""
 
     @property
     def probabilities(self) -> np.ndarray:
         """Per file: mean of the window probabilities."""
         return self.window_probs.mean(axis=0)
+
+    @property
+    def speech_ratio(self) -> float:
+        """Per file: the windows' speech ratios weighted by their lengths."""
+        weights = np.array([e - s for s, e in self.bounds], np.float64)
+        return float(np.average(self.window_ratio, weights=np.maximum(weights, 1)))
 
     @property
     def windowed(self) -> bool:
@@ -91,10 +100,13 @@ def collect_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
 
 
 def predict_waveforms(runner, waves, window: float, hop: float, batch_size: int = 16,
-                      speakers=None) -> list[tuple[list, np.ndarray]]:
-    """(bounds, window probabilities) for each waveform, in one batched model pass; with
-    `speakers` (one id per waveform), through serving_by_speaker, every window of a speaker in
-    one request."""
+                      speakers=None) -> list[tuple[list, np.ndarray, np.ndarray]]:
+    """(bounds, window probabilities, window speech ratios) for each waveform, in one batched
+    model pass; with `speakers` (one id per waveform), through serving_by_speaker, every window
+    of a speaker in one request. The speech ratios are pipelines.speech_activity's with the
+    export's parameters (what its graph returns as speech_ratio)."""
+    from zoo.reliability import host_speech_ratios, of_export
+
     win, step = int(round(window * SAMPLE_RATE)), int(round(hop * SAMPLE_RATE))
     bounds = [window_bounds(len(w), win, step) for w in waves]
     pieces = [w[s:e] for w, b in zip(waves, bounds) for s, e in b]
@@ -105,9 +117,10 @@ def predict_waveforms(runner, waves, window: float, hop: float, batch_size: int 
             pieces, [s for s, b in zip(speakers, bounds) for _ in b])
     else:
         probs = runner.predict(pieces, batch_size=batch_size)
+    ratios = host_speech_ratios(pieces, of_export(runner.info).speech)
     out, at = [], 0
     for b in bounds:
-        out.append((b, probs[at:at + len(b)]))
+        out.append((b, probs[at:at + len(b)], ratios[at:at + len(b)]))
         at += len(b)
     return out
 
@@ -124,7 +137,10 @@ def predict_files(runner, files, window: float = DEFAULT_WINDOW, hop: float | No
     from pipelines.parallel import imap_ordered
     from zoo.evaluate import decode_or_reason
 
+    from zoo.reliability import of_export, statuses
+
     hop = window if hop is None else hop
+    rel = of_export(runner.info)
     results: list[FileResult] = []
     pending: list[tuple[FileResult, np.ndarray]] = []
 
@@ -132,8 +148,11 @@ def predict_files(runner, files, window: float = DEFAULT_WINDOW, hop: float | No
         speakers = [r.speaker for r, _ in pending] if by_speaker else None
         done = predict_waveforms(runner, [w for _, w in pending], window, hop, batch_size,
                                  speakers)
-        for (result, _), (bounds, probs) in zip(pending, done):
-            result.bounds, result.window_probs = bounds, probs
+        for (result, _), (bounds, probs, ratios) in zip(pending, done):
+            result.bounds, result.window_probs, result.window_ratio = bounds, probs, ratios
+            result.window_status = statuses(probs, ratios, rel, speaker=by_speaker)
+            result.status = str(statuses(result.probabilities[None], [result.speech_ratio],
+                                         rel, speaker=by_speaker)[0])
         pending.clear()
 
     windows = 0
@@ -170,25 +189,29 @@ def to_rows(results: list[FileResult], labels: list[str]):
                 "end_s": round(r.duration, 4), "windows": len(r.bounds)}
         if r.error:
             rows.append({**base, "start_s": None, "end_s": None, "windows": 0, "label": None,
-                         "error": r.error})
+                         "status": "error", "error": r.error})
             continue
-        rows.append({**base, **_probs(r.probabilities, labels), "error": ""})
+        rows.append({**base, **_probs(r.probabilities, labels, r.status),
+                     "speech_ratio": round(r.speech_ratio, 4), "status": r.status, "error": ""})
         if r.windowed:
-            for i, ((s, e), p) in enumerate(zip(r.bounds, r.window_probs)):
+            for i, ((s, e), p, ratio, status) in enumerate(
+                    zip(r.bounds, r.window_probs, r.window_ratio, r.window_status)):
                 rows.append({"path": r.path, "speaker": r.speaker, "kind": "window",
                              "window": i,
                              "start_s": s / SAMPLE_RATE, "end_s": e / SAMPLE_RATE, "windows": 1,
-                             **_probs(p, labels), "error": ""})
+                             **_probs(p, labels, status), "speech_ratio": round(float(ratio), 4),
+                             "status": status, "error": ""})
     columns = ["path", *(["speaker"] if any(r.speaker for r in results) else []), "kind",
-               "window", "start_s", "end_s", "windows", "label",
+               "window", "start_s", "end_s", "windows", "status", "speech_ratio", "label",
                *[f"p_{name}" for name in labels], "error"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["window"] = frame["window"].astype("Int64")
     return frame
 
 
-def _probs(p: np.ndarray, labels: list[str]) -> dict:
-    return {"label": labels[int(np.argmax(p))],
+def _probs(p: np.ndarray, labels: list[str], status: str = "ok") -> dict:
+    """label (none for no_speech: docs/reliability.md) and p_<emotion> columns."""
+    return {"label": None if status == "no_speech" else labels[int(np.argmax(p))],
             **{f"p_{name}": round(float(v), 6) for name, v in zip(labels, p)}}
 
 
@@ -199,14 +222,17 @@ def to_json(results: list[FileResult], labels: list[str], meta: dict) -> dict:
             failed.append({"path": r.path, "reason": r.error})
             continue
         entry = {"path": r.path, **({"speaker": r.speaker} if r.speaker else {}),
-                 "duration_s": round(r.duration, 4),
-                 "label": labels[int(np.argmax(r.probabilities))],
+                 "duration_s": round(r.duration, 4), "status": r.status,
+                 "speech_ratio": round(r.speech_ratio, 4),
+                 "label": _probs(r.probabilities, labels, r.status)["label"],
                  "probabilities": _named(r.probabilities, labels)}
         if r.windowed:
             entry["windows"] = [{"start_s": s / SAMPLE_RATE, "end_s": e / SAMPLE_RATE,
-                                 "label": labels[int(np.argmax(p))],
+                                 "status": str(status), "speech_ratio": round(float(ratio), 4),
+                                 "label": _probs(p, labels, status)["label"],
                                  "probabilities": _named(p, labels)}
-                                for (s, e), p in zip(r.bounds, r.window_probs)]
+                                for (s, e), p, ratio, status in zip(
+                                    r.bounds, r.window_probs, r.window_ratio, r.window_status)]
         files.append(entry)
     return {**meta, "labels": labels, "files": files, "failed": failed}
 
@@ -218,13 +244,14 @@ def _named(p, labels):
 def format_table(results: list[FileResult], labels: list[str]) -> str:
     ok = [r for r in results if not r.error]
     width = min(60, max([len(r.path) for r in ok] + [4]))
-    lines = [f"{'file':<{width}}  {'dur s':>6}  {'win':>3}  {'label':<10} {'p':>5}  "
-             + " ".join(f"{name[:7]:>7}" for name in labels)]
+    lines = [f"{'file':<{width}}  {'dur s':>6}  {'win':>3}  {'speech':>6}  {'status':<14} "
+             f"{'label':<10} {'p':>5}  " + " ".join(f"{name[:7]:>7}" for name in labels)]
     for r in ok:
         p = r.probabilities
         name = r.path if len(r.path) <= width else "..." + r.path[-(width - 3):]
+        label = _probs(p, labels, r.status)["label"] or "-"
         lines.append(f"{name:<{width}}  {r.duration:6.2f}  {len(r.bounds):3d}  "
-                     f"{labels[int(np.argmax(p))]:<10} {p.max():5.3f}  "
+                     f"{r.speech_ratio:6.2f}  {r.status:<14} {label:<10} {p.max():5.3f}  "
                      + " ".join(f"{v:7.3f}" for v in p))
     return "\n".join(lines)
 

@@ -150,6 +150,7 @@ def refit(args) -> dict:
     quiet_tensorflow()
     from zoo.metrics import format_table, full_report
     from zoo.model_card import SPEAKER_EMBEDDING_ROWS
+    from zoo.reliability import calibrate, reliability_from
     from zoo.train_report import headline
     from zoo.train_setup import check_data
     from pipelines.tfrecord import open_set
@@ -179,11 +180,13 @@ def refit(args) -> dict:
 
     manifest = tfset.manifest().set_index("id")
     metrics = {"labels": labels, "source": str(source), "data": str(args.data)}
+    probabilities = {}
     for s in splits:
         if s == "train":
             continue
         for key, head, x in (("plain", plain, plain_x), ("speaker", speaker, speaker_x)):
             probs = np.asarray(head(x[s], training=False))
+            probabilities[key, s] = probs
             report = full_report(predictions(probs, y[s], data[s][2], s, labels, manifest),
                                  labels)
             if key == "plain":
@@ -192,6 +195,10 @@ def refit(args) -> dict:
             else:
                 metrics.setdefault("speaker_norm", {})[s] = report
                 print(format_table(report, f"{s}, {SPEAKER_EMBEDDING_ROWS}"))
+    metrics["calibration"] = {
+        key: calibrate((probabilities[key, "validation"], y["validation"]),
+                       (probabilities[key, "test"], y["test"]) if "test" in y else None)
+        for key in ("plain", "speaker")}
     selection = {"embedding_dim": int(plain_x["train"].shape[1]),
                  "embedding_input_of": embedding_layer(model),
                  "plain": {"l2": plain_l2, "tried": plain_tried},
@@ -205,7 +212,7 @@ def refit(args) -> dict:
             "speaker_split": tfset.schema["split_method"],
             **{k: info[k] for k in ("encoder",) if k in info}}  # what a Whisper model runs
     out = export_refit(plain_model(model, plain), trunk, speaker, spec, labels, args.export,
-                       name, card, meta, args.version)
+                       name, card, meta, args.version, reliability_from(metrics))
     metrics["export"] = str(out)
     print(f"exported {out}")
     return metrics

@@ -91,15 +91,26 @@ def parse_show_all(text: str) -> dict:
     return tagsets
 
 
-def expected_signatures(num_classes: int, names=None, embedding_dim: int | None = None) -> dict:
+def expected_signatures(num_classes: int, names=None, embedding_dim: int | None = None,
+                        reliability: bool = False) -> dict:
     """{signature: {"inputs": {name: (dtype, shape)}, "outputs": {...}}} of a zoo export, in
     saved_model_cli's words (DT_FLOAT, -1 for any size). names: those listed in zoo.json;
     default the three every feature export has (serving_by_speaker and its two-step form only
-    when named; embedding_dim: zoo.json speaker_head.embedding_dim)."""
+    when named; embedding_dim: zoo.json speaker_head.embedding_dim). reliability: the export
+    has zoo.json `reliability` (zoo.reliability): logits and status on every classifying
+    signature, speech_ratio on those that take audio."""
     waveform = ("DT_FLOAT", (-1, -1))
     embedding = ("DT_FLOAT", (-1, embedding_dim or -1))
     length = ("DT_INT32", (-1,))
-    outputs = {"probabilities": ("DT_FLOAT", (-1, num_classes)), "label": ("DT_STRING", (-1,))}
+    stats_outputs = {"probabilities": ("DT_FLOAT", (-1, num_classes)),
+                     "label": ("DT_STRING", (-1,))}
+    embedding_outputs = {"embedding": embedding}
+    if reliability:
+        stats_outputs.update(logits=("DT_FLOAT", (-1, num_classes)), status=("DT_STRING", (-1,)))
+        embedding_outputs["speech_ratio"] = ("DT_FLOAT", (-1,))
+    outputs = dict(stats_outputs)
+    if reliability:
+        outputs["speech_ratio"] = ("DT_FLOAT", (-1,))
     every = {
         SIGNATURE_DEFAULT: {"inputs": {"waveform": waveform}, "outputs": outputs},
         SIGNATURE_LENGTH: {"inputs": {"waveform": waveform, "length": length},
@@ -112,10 +123,10 @@ def expected_signatures(num_classes: int, names=None, embedding_dim: int | None 
                                        "speaker": ("DT_STRING", (-1,))},
                             "outputs": outputs},
         SIGNATURE_EMBEDDING: {"inputs": {"waveform": waveform, "length": length},
-                              "outputs": {"embedding": embedding}},
+                              "outputs": embedding_outputs},
         SIGNATURE_SPEAKER_STATS: {"inputs": {name: ("DT_FLOAT", (-1, -1)) for name in
                                              ("embedding", "embedding_mean", "embedding_std")},
-                                  "outputs": outputs},
+                                  "outputs": stats_outputs},
     }
     names = names or [SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS]  # every export
     return {n: every[n] for n in names if n in every}

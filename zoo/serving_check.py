@@ -164,10 +164,12 @@ def _run_checks(path: Path, show, waveform) -> list[Check]:
     checks.append(_labels_asset(path, info))
     spec_check, spec = _spec_asset(path, info)
     checks.append(spec_check)
+    reliable = bool(info.get("reliability"))
     expected = expected_signatures(len(labels), info.get("signatures"),
-                                   info.get("speaker_head", {}).get("embedding_dim"))
+                                   info.get("speaker_head", {}).get("embedding_dim"), reliable)
     if SIGNATURE_DEFAULT not in expected:
-        expected = {**expected_signatures(len(labels), [SIGNATURE_DEFAULT]), **expected}
+        expected = {**expected_signatures(len(labels), [SIGNATURE_DEFAULT], None, reliable),
+                    **expected}
 
     loaded = None
     try:
@@ -187,7 +189,41 @@ def _run_checks(path: Path, show, waveform) -> list[Check]:
 
     wave = synthetic_clip() if waveform is None else waveform
     checks += _call_checks(path, loaded, spec, labels, wave)
+    if reliable and loaded is not None and SIGNATURE_DEFAULT in loaded.signatures:
+        checks += _reliability_checks(loaded, info["reliability"], wave)
     return checks
+
+
+def _reliability_checks(loaded, reliability: dict, wave: np.ndarray) -> list[Check]:
+    """The outputs zoo.reliability adds: probabilities are softmax(logits / T) with the
+    temperature in zoo.json, status follows the thresholds, speech_ratio is a share, and two
+    seconds of digital silence and a 220 Hz tone are no_speech."""
+    from pipelines.tfenv import quiet_tensorflow
+
+    tf = quiet_tensorflow()
+    temperature = float(reliability["temperature"])
+    silence, t = np.zeros(32000, np.float32), np.arange(32000) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    try:
+        outs = [loaded.signatures[SIGNATURE_DEFAULT](waveform=tf.constant(x[None, :]))
+                for x in (wave, silence, tone)]
+    except Exception as err:  # noqa: BLE001
+        return [Check("reliability", False, f"{SIGNATURE_DEFAULT} failed: {_one_line(err)}")]
+    logits, probs = outs[0]["logits"].numpy(), outs[0]["probabilities"].numpy()
+    scaled = np.exp(logits / temperature - (logits / temperature).max(-1, keepdims=True))
+    diff = float(np.abs(scaled / scaled.sum(-1, keepdims=True) - probs).max())
+    ratio = float(outs[0]["speech_ratio"].numpy()[0])
+    status = [o["status"].numpy()[0].decode() for o in outs]
+    expect = "no_speech" if ratio < float(reliability["no_speech_threshold"]) else (
+        "low_confidence" if probs.max() < float(reliability["confidence_threshold"]) else "ok")
+    return [
+        Check("calibration", diff <= TOLERANCE, f"probabilities = softmax(logits / "
+              f"{temperature:.3f}): max |diff| {diff:.2e}"),
+        Check("status", status[0] == expect and 0.0 <= ratio <= 1.0,
+              f"speech_ratio {ratio:.2f} -> {status[0]} (expected {expect})"),
+        Check("no speech", status[1:] == ["no_speech", "no_speech"],
+              f"2 s of silence -> {status[1]}, a 220 Hz tone -> {status[2]}"),
+    ]
 
 
 def _call_checks(path: Path, loaded, spec, labels: list[str], wave: np.ndarray) -> list[Check]:
@@ -230,6 +266,10 @@ def _call_checks(path: Path, loaded, spec, labels: list[str], wave: np.ndarray) 
                                                   f"{_one_line(err)}"))
     if SIGNATURE_SPEAKER in loaded.signatures:
         checks += _speaker_checks(loaded, wave, len(labels))
+    if "logits" in out:  # the Keras model gives the probabilities before calibration
+        logits = out["logits"].numpy()
+        served = np.exp(logits - logits.max(-1, keepdims=True))
+        served /= served.sum(-1, keepdims=True)
     checks.append(_keras_check(path, spec, wave, served))
     return checks
 

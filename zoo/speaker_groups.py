@@ -66,10 +66,11 @@ class GroupedRun:
 
         return predictions(np.asarray(probs), y, meta, split, self.labels, self.manifest)
 
-    def export(self, spec, base, name: str, card: str, meta: dict, min_clips: int):
+    def export(self, spec, base, name: str, card: str, meta: dict, min_clips: int,
+               reliability=None):
         from zoo.embedding_heads import export_refit
 
         meta = {**meta, "speaker_head": {"source": "trained with speaker groups",
                                          "min_clips_per_speaker": min_clips, **self.selection}}
         return export_refit(self.plain_model, self.trunk, self.speaker_head, spec, self.labels,
-                            base, name, card, meta)
+                            base, name, card, meta, reliability=reliability)

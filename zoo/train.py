@@ -148,12 +148,14 @@ def train(config: TrainConfig) -> dict:
     def save_and_export(metrics):
         from zoo.export import export
         from zoo.model_card import model_card
+        from zoo.reliability import reliability_from
 
         model.save(run / "model.keras")
         return export(model, spec, labels, export_base(config, run), config.model,
                       model_card(config, spec, tfset, metrics),
                       meta={"metrics": headline(metrics), "run": str(run), "data": str(data),
-                            "speaker_norm_training_share": config.speaker_norm})
+                            "speaker_norm_training_share": config.speaker_norm},
+                      reliability=reliability_from(metrics))
 
     return finish_run(
         config, labels, data, tfset, run, seconds,
@@ -167,6 +169,7 @@ def _finish_grouped(config, model, spec, labels, data, tfset, run, seconds) -> d
     """Metrics and export of a run trained with speaker groups (zoo.speaker_groups)."""
     from zoo.embedding_heads import MIN_CLIPS
     from zoo.model_card import SPEAKER_EMBEDDING_ROWS, model_card
+    from zoo.reliability import reliability_from
     from zoo.speaker_groups import GroupedRun
     from zoo.train_report import finish_run, headline
 
@@ -180,7 +183,7 @@ def _finish_grouped(config, model, spec, labels, data, tfset, run, seconds) -> d
                               model_card(config, spec, tfset, metrics),
                               meta={"metrics": headline(metrics), "run": str(run),
                                     "data": str(data), "speaker_groups": config.speaker_groups},
-                              min_clips=MIN_CLIPS)
+                              min_clips=MIN_CLIPS, reliability=reliability_from(metrics))
 
     return finish_run(config, labels, data, tfset, run, seconds, grouped.predict,
                       save_and_export, grouped.predict_by_speaker,

@@ -268,9 +268,13 @@ def train_finetune(config: TrainConfig) -> dict:
             f"{model.trainable_layers} layers fine-tuned), waveform normalised per clip "
             f"(do_normalize {info['do_normalize']}), mean + std pooling of the last layer, "
             "dense head."])
+        from zoo.reliability import reliability_from
+
         return export_waveform_classifier(
-            model, labels, export_base(config, run), config.model, info, model.encoder_config_json, card,
+            model, labels, export_base(config, run), config.model, info,
+            model.encoder_config_json, card,
             {"metrics": headline(metrics), "run": str(run), "data": str(data),
-             "trainable_layers": model.trainable_layers})
+             "trainable_layers": model.trainable_layers},
+            reliability=reliability_from(metrics))
 
     return finish_run(config, labels, data, tfset, run, seconds, predict, save_and_export)

@@ -73,6 +73,24 @@ def batchnorm_check(history, train_eval) -> dict:
             "gap": gap, "ok": gap is None or gap < 0.15}
 
 
+def run_calibration(preds: dict, speaker_preds: dict) -> dict:
+    """Temperature and low-confidence threshold fitted on the validation predictions (and the
+    per-speaker ones, when the run has them), with the test split's ECE before and after
+    (zoo.reliability.calibrate); {} without validation clips."""
+    from zoo.reliability import calibrate, frame_probabilities
+
+    def fit(frames):
+        val, test = frames.get("validation"), frames.get("test")
+        if val is None or not len(val):
+            return None
+        return calibrate((frame_probabilities(val), val["label"].to_numpy()),
+                         None if test is None else (frame_probabilities(test),
+                                                    test["label"].to_numpy()))
+
+    out = {"plain": fit(preds), "speaker": fit(speaker_preds) if speaker_preds else None}
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def finish_run(config, labels, data, tfset, run: Path, seconds: float, predict,
                save_and_export, predict_speaker_norm=None,
                speaker_title: str = "features normalised per speaker",
@@ -89,6 +107,7 @@ def finish_run(config, labels, data, tfset, run: Path, seconds: float, predict,
     from zoo.metrics import format_table, full_report, plot_confusion
 
     manifest = tfset.manifest().set_index("id")
+    preds, speaker_preds = {}, {}
     frames, metrics = [], {"model": config.model, "data": str(data), "labels": labels,
                            "speaker_independent": tfset.schema["split_method"][
                                "speaker_independent"]}
@@ -101,9 +120,11 @@ def finish_run(config, labels, data, tfset, run: Path, seconds: float, predict,
         metrics[key] = full_report(pred, labels)
         if split != "train":
             frames.append(pred)
+            preds[split] = pred
         print(format_table(metrics[key], f"{key} ({metrics[key]['n']} clips)"))
         if predict_speaker_norm is not None and split != "train":
             spk = predict_speaker_norm(split)
+            speaker_preds[split] = spk
             spk["original_label"] = pred["original_label"].values
             metrics.setdefault("speaker_norm", {})[split] = full_report(spk, labels)
             print(format_table(metrics["speaker_norm"][split],
@@ -114,6 +135,7 @@ def finish_run(config, labels, data, tfset, run: Path, seconds: float, predict,
                    train_seconds=round(seconds, 1))
     metrics["batchnorm_check"] = batchnorm_check(history, metrics.get("train_eval"))
     metrics.update(extra or {})
+    metrics["calibration"] = run_calibration(preds, speaker_preds)
     write_csv_atomic(run / "predictions.csv", pd.concat(frames, ignore_index=True))
     shown = metrics.get("test") or metrics["validation"]
     plot_confusion(shown["confusion"], labels,

@@ -24,6 +24,7 @@ import numpy as np
 from pipelines.tfenv import quiet_tensorflow
 from zoo.train_setup import (TrainConfig, TrainError, check_data, export_base,
                              package_versions, resolve_run_dir)
+from zoo.reliability import reliability_from
 from zoo.train_report import finish_run, headline, prediction_rows
 
 
@@ -255,9 +256,11 @@ def train_head(config: TrainConfig, entry) -> dict:
                if entry.input == "embedding" else ", zero-padded frames")
             + " (python -m pipelines.embeddings; the same checkpoint and layer are needed).",
             "Returns `probabilities` float32 [batch, classes] and `label` string [batch]."])
-        return export_embedding_head(model, labels, export_base(config, run), config.model, entry.input, dim,
-                                     e, card, {"metrics": headline(metrics), "run": str(run),
-                                               "data": str(data)})
+        return export_embedding_head(model, labels, export_base(config, run), config.model,
+                                     entry.input, dim, e, card,
+                                     {"metrics": headline(metrics), "run": str(run),
+                                      "data": str(data)},
+                                     reliability=reliability_from(metrics))
 
     metrics = finish_run(config, labels, data, eset, run, seconds, predict, save_and_export,
                          extra=extra)
@@ -311,7 +314,8 @@ def export_whisper(config, head, eset, overrides: dict, run: Path, metrics: dict
     try:
         return export_whisper_head(config.model, head, eset, overrides,
                                    export_base(config, run), card,
-                                   {"metrics": headline(metrics), "run": str(run)})
+                                   {"metrics": headline(metrics), "run": str(run)},
+                                   reliability=reliability_from(metrics))
     except WhisperExportError as err:
         raise TrainError(str(err)) from None
 
