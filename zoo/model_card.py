@@ -191,12 +191,25 @@ def data_and_results(tfset, metrics: dict, speaker_note: str = SPEAKER_NORM_NOTE
     lines += ["", "UA = mean per-class recall, WA = accuracy." + (speaker_note if spk else ""),
               ""]
     lines += calibration_lines(metrics)
-    lines += ["## Licence of the training data", "",
-              "RAVDESS (CC BY-NC-SA 4.0), TESS (CC BY-NC-ND 4.0) and SAVEE (research use) do "
-              "not allow commercial use; a model trained on them inherits that restriction in "
-              "practice. Acted emotion in studio recordings: expect lower accuracy on "
-              "spontaneous speech, other languages and other recording conditions.", ""]
-    return lines
+    return lines + licence_lines(schema)
+
+
+LICENCES = {"ravdess": "RAVDESS (CC BY-NC-SA 4.0)", "tess": "TESS (CC BY-NC-ND 4.0)",
+            "savee": "SAVEE (free for research use)", "nemo": "nEMO (CC BY-NC-SA 4.0)",
+            "emodb": "Emo-DB (free for research use)", "crema_d": "CREMA-D (ODbL 1.0)"}
+
+
+def licence_lines(schema: dict) -> list[str]:
+    """The Licence section for the corpora a set's splits hold (README, Data licences)."""
+    corpora = sorted({c for s in schema["splits"].values() for c in s["corpora"]})
+    named = [LICENCES.get(c, f"{c} (see its distribution)") for c in corpora]
+    restricted = [c for c in corpora if c in ("ravdess", "tess", "savee", "nemo", "emodb")]
+    return ["## Licence of the training data", "",
+            ", ".join(named) + "." + (
+                " These do not allow commercial use; a model trained on them inherits that "
+                "restriction in practice." if restricted else "")
+            + " Acted emotion in studio recordings: expect lower accuracy on spontaneous "
+            "speech, other languages and other recording conditions.", ""]
 
 
 def calibration_lines(metrics: dict) -> list[str]:

