@@ -100,7 +100,7 @@ def test_maps_ignore_padding_and_cover_every_method():
     model = build_model("mfcc_cnn", 4, SPEC, filters=(4, 4, 4, 4), head_units=8)
     x = np.random.default_rng(1).normal(size=(2, 50, CHANNELS)).astype(np.float32)
     x[1, 30:] = 0
-    for method in ("gradcam", "gradcam++", "scorecam", "saliency"):
+    for method in ("gradcam", "gradcam++", "scorecam", "saliency", "gradxinput", "integrated"):
         maps = Explainer(model, method)(x, [0, 1])
         assert maps.shape == x.shape and np.isfinite(maps).all()
         assert maps[1, 30:].max() == 0 and maps.max() <= 1 and maps.min() >= 0

@@ -3,12 +3,20 @@
     explainer = Explainer(model, "gradcam", layer="conv_block_4")
     maps = explainer(x, targets)          # same shape as x, in [0, 1], 0 on padded frames
 
-x is a zero-padded batch of feature images [batch, T, C] (MFCC / log-Mel models) or of pooled
-SSL vectors [batch, D] (hubert_cnn / hubert_rnn). Grad-CAM, Grad-CAM++ and saliency come from
-tf-keras-vis; Score-CAM is computed here, because tf-keras-vis' Scorecam upsamples activations
-over the input's spatial axes only and reads a [T, C] feature matrix as a 1-D signal with C
-channels. Every method explains the pre-softmax score of the target class (the classifier's
-softmax is replaced by a linear activation on a private copy of the model), as in the papers.
+x is a zero-padded batch of feature images [batch, T, C] (MFCC / log-Mel / Whisper log-Mel
+models) or of pooled SSL vectors [batch, D] (hubert_cnn / hubert_rnn). Grad-CAM, Grad-CAM++ and
+saliency come from tf-keras-vis; Score-CAM is computed here, because tf-keras-vis' Scorecam
+upsamples activations over the input's spatial axes only and reads a [T, C] feature matrix as a
+1-D signal with C channels. Every method explains the pre-softmax score of the target class
+(the classifier's softmax is replaced by a linear activation on a private copy of the model),
+as in the papers.
+
+Gradient x input and integrated gradients (Sundararajan et al. 2017, INTEGRATED_STEPS midpoint
+steps) are taken against a baseline, the same one the faithfulness check removes cells to
+(`baseline`): the clip's per-channel mean over its frames, nudged off exact zero so that a
+frame never looks like padding (input_norm's moving mean for SSL vectors). Their gradients come
+from tf-keras-vis' Saliency. On Whisper models (zoo.xai.whisper) the gradients run through the
+encoder, and Grad-CAM is taken over the encoder's frames at a hidden state (`hidden_state_K`).
 
 CAM maps at a layer's resolution are brought to the input's: bilinear over (time, frequency)
 for 2-D conv layers, over time (then repeated over channels) for sequence layers such as the
@@ -23,9 +31,10 @@ import warnings
 
 import numpy as np
 
-METHODS = ("gradcam", "gradcam++", "scorecam", "saliency")
+METHODS = ("gradcam", "gradcam++", "scorecam", "saliency", "gradxinput", "integrated")
 CONTROLS = ("magnitude",)
 CAM_METHODS = ("gradcam", "gradcam++", "scorecam")
+INTEGRATED_STEPS = 16
 
 
 class AttributionError(ValueError):
@@ -70,11 +79,16 @@ def check_layer(model, layer: str) -> str:
 
 
 def linear_copy(model):
-    """A copy of the model (same weights) whose classifier outputs pre-softmax scores."""
+    """A copy of the model (same weights) whose classifier outputs pre-softmax scores.
+    Normalization layers (the Whisper heads' input_norm) compute with tensors derived from
+    their weights when built: they are derived again from the copied weights."""
     import keras
 
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
+    for layer in copy.layers:
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()
     copy.get_layer(copy.layers[-1].name).activation = keras.activations.linear
     return copy
 
@@ -86,6 +100,21 @@ def valid_mask(x: np.ndarray) -> np.ndarray:
         frames = np.any(x != 0, axis=-1, keepdims=True)
         return np.broadcast_to(frames, x.shape).astype(np.float32)
     return np.ones_like(x, np.float32)
+
+
+def baseline(x: np.ndarray, model=None) -> np.ndarray:
+    """What a removed cell is set to, per clip of a padded batch (module docstring); padded
+    frames stay 0."""
+    if x.ndim == 3:
+        mask = valid_mask(x)
+        frames = np.maximum(mask[:, :, :1].sum(axis=1, keepdims=True), 1)
+        mean = (x * mask).sum(axis=1, keepdims=True) / frames
+        return (np.where(np.abs(mean) < 1e-4, 1e-4, mean) * mask).astype(np.float32)
+    names = [layer.name for layer in model.layers] if model is not None else []
+    if "input_norm" in names:
+        mean = np.asarray(model.get_layer("input_norm").moving_mean, np.float32)
+        return np.broadcast_to(mean, x.shape).copy()
+    return np.zeros_like(x, np.float32)
 
 
 def normalise(maps: np.ndarray, mask: np.ndarray, signed: bool = False) -> np.ndarray:
@@ -109,13 +138,23 @@ class Explainer:
     """One method (and layer) on one model; call it on batches."""
 
     def __init__(self, model, method: str, layer: str | None = None, score_cam_channels=32):
+        from zoo.xai import whisper
+
         if method not in METHODS + CONTROLS:
             raise AttributionError(f"unknown method {method!r}; choose from "
                                    f"{', '.join(METHODS)}")
         self.model = model
         self.method = method
         self.layer = None
-        if method in CAM_METHODS:
+        self.encoder = whisper.find_encoder(model)
+        if method in CAM_METHODS and self.encoder is not None:
+            if method not in whisper.CAM_METHODS:
+                usable = [m for m in METHODS if m not in CAM_METHODS] + list(whisper.CAM_METHODS)
+                raise AttributionError(f"{method} is not available on Whisper models; choose "
+                                       f"from {', '.join(usable)}")
+            self.layer = whisper.check_state(model, layer) if layer else \
+                whisper.default_state(model)
+        elif method in CAM_METHODS:
             self.layer = check_layer(model, layer) if layer else default_layer(model)
         self.linear = linear_copy(model) if method != "magnitude" else None
         self.score_cam_channels = score_cam_channels
@@ -138,6 +177,10 @@ class Explainer:
     def raw_cam(self, x, targets, signed: bool = False) -> np.ndarray:
         """The CAM at the layer's resolution, before upsampling and normalisation."""
         x = np.asarray(x, np.float32)
+        if self.encoder is not None:
+            from zoo.xai.whisper import state_index
+
+            return self._forward().grad_cam(x, targets, state_index(self.layer), signed)
         if self.method == "scorecam":
             return self._score_cam(x, np.asarray(targets), signed)
         from tf_keras_vis.utils.scores import CategoricalScore
@@ -164,14 +207,21 @@ class Explainer:
 
     # ------------------------------------------------------------ internals
 
+    def _forward(self):
+        """Whisper models: the encoder run piece by piece on the linear copy."""
+        if self._tool is None:
+            from zoo.xai.whisper import EncoderForward
+
+            self._tool = EncoderForward(self.linear)
+        return self._tool
+
     def _vis(self):
         if self._tool is None:
             from tf_keras_vis.gradcam import Gradcam
             from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
             from tf_keras_vis.saliency import Saliency
 
-            cls = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus,
-                   "saliency": Saliency}[self.method]
+            cls = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus}.get(self.method, Saliency)
             # the linear copy is private: no second clone, and weights changed on it (sanity
             # checks randomise them) are seen by the next call
             self._tool = cls(self.linear, clone=False)
@@ -194,27 +244,43 @@ class Explainer:
         if self.method == "magnitude":
             raw = x.copy()
         elif self.method == "saliency":
-            from tf_keras_vis.utils.scores import CategoricalScore
-
-            raw = np.asarray(self._vis()(CategoricalScore(list(map(int, targets))), x,
-                                         keepdims=True, normalize_map=False,
-                                         gradient_modifier=lambda g: g)).reshape(x.shape)
+            raw = self.gradients(x, targets)
+        elif self.method in ("gradxinput", "integrated"):
+            base = baseline(x, self.model)
+            steps = INTEGRATED_STEPS if self.method == "integrated" else 0
+            grads = self.gradients(x, targets) if not steps else np.mean(
+                [self.gradients(base + (k + 0.5) / steps * (x - base), targets)
+                 for k in range(steps)], axis=0)
+            raw = (x - base) * grads
         else:
             raw = self.raw_cam(x, targets, signed=True)
         if self.method in CAM_METHODS:  # rectify at the layer, as Grad-CAM does
-            positive = self.to_input(np.maximum(raw, 0.0), x.shape)
-            raw = self.to_input(raw, x.shape)
+            positive = self.to_input(np.maximum(raw, 0.0), x.shape, mask)
+            raw = self.to_input(raw, x.shape, mask)
         else:
             positive = np.abs(raw)
         if signed is None:
             return normalise(positive * mask, mask), normalise(raw * mask, mask, True)
         return normalise((raw if signed else positive) * mask, mask, signed)
 
-    def to_input(self, cam: np.ndarray, shape) -> np.ndarray:
-        """A CAM [B, positions...] at the layer's resolution -> the input's shape."""
+    def gradients(self, x, targets) -> np.ndarray:
+        """d score / d input (tf-keras-vis' Saliency, no modification), shaped as x."""
+        from tf_keras_vis.utils.scores import CategoricalScore
+
+        return np.asarray(self._vis()(CategoricalScore(list(map(int, targets))), x,
+                                      keepdims=True, normalize_map=False,
+                                      gradient_modifier=lambda g: g)).reshape(x.shape)
+
+    def to_input(self, cam: np.ndarray, shape, mask=None) -> np.ndarray:
+        """A CAM [B, positions...] at the layer's resolution -> the input's shape (Whisper's
+        encoder frames need the input's mask: zoo.xai.whisper.frames_to_input)."""
         import tensorflow as tf
 
         cam = np.asarray(cam, np.float32)
+        if self.encoder is not None:
+            from zoo.xai.whisper import frames_to_input
+
+            return frames_to_input(cam, np.ones(shape, np.float32) if mask is None else mask)
         if len(shape) == 3:  # feature images [B, T, C]
             if cam.ndim == 3:
                 return tf.image.resize(cam[..., None], shape[1:3], "bilinear").numpy()[..., 0]

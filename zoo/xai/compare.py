@@ -1,9 +1,9 @@
 """Where the evidence sits: share of attribution per feature band and the entropy of the maps,
 to compare an MFCC model with a log-Mel model trained on the same data.
 
-Bands: log-Mel channels grouped by centre frequency (HZ_EDGES); MFCC channels by coefficient
-(c0 = overall level, c1-4 = spectral tilt and broad shape, c5-12 = formant-scale detail,
-c13+ = fine detail and pitch harmonics) plus the log-energy channel.
+Bands: log-Mel channels (Whisper's too) grouped by centre frequency (HZ_EDGES); MFCC channels
+by coefficient (c0 = overall level, c1-4 = spectral tilt and broad shape, c5-12 = formant-scale
+detail, c13+ = fine detail and pitch harmonics) plus the log-energy channel.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ MFCC_GROUPS = (("c0", 0, 1), ("c1-4", 1, 5), ("c5-12", 5, 13), ("c13+", 13, None
 
 def bands(spec, channels: int) -> list[tuple[str, np.ndarray]]:
     """(name, channel indices) per band of a feature image with `channels` channels."""
-    if spec.kind == "logmel":
+    if spec.kind in ("logmel", "whisper_logmel"):
         from pipelines.features import mel_frequencies
 
         hz = mel_frequencies(spec)

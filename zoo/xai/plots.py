@@ -12,7 +12,7 @@ TIME_BINS = 100  # time-normalised maps: every clip resampled to this many bins
 
 def channel_axis(spec, channels: int):
     """(label, tick positions, tick labels) of the feature axis."""
-    if spec is not None and spec.kind == "logmel":
+    if spec is not None and spec.kind in ("logmel", "whisper_logmel"):
         from pipelines.features import mel_frequencies
 
         hz = mel_frequencies(spec)
@@ -166,8 +166,9 @@ def faithfulness_figure(results: dict, model: str):
         for r, kind in enumerate(("deletion", "insertion")):
             ax = axes[r, c]
             ax.plot(f, res[kind], label=f"{method} (AUC {res['auc_' + kind]:.3f})")
+            unit = "frames" if res.get("random_unit") == "frame" else "cells"
             ax.plot(f, res[f"{kind}_random"], "--",
-                    label=f"random (AUC {res[f'auc_{kind}_random']:.3f})")
+                    label=f"random {unit} (AUC {res[f'auc_{kind}_random']:.3f})")
             ax.set_xlabel(f"fraction of cells {'removed' if r == 0 else 'restored'}",
                           fontsize=7)
             ax.set_ylabel("target probability", fontsize=7)

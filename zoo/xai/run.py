@@ -10,7 +10,7 @@ import pandas as pd
 
 from pipelines.io import write_csv_atomic, write_json_atomic, write_text_atomic
 from zoo.xai import plots
-from zoo.xai.attribution import Explainer
+from zoo.xai.attribution import CAM_METHODS, Explainer
 from zoo.xai.data import attribute
 
 
@@ -67,10 +67,17 @@ def explain_model(loaded, clips, method: str, layer: str | None, out, per_class:
             counts[emotion] = len(sel)
             rows += [{"emotion": emotion, "channel": c, "mean_attribution": float(v)}
                      for c, v in enumerate(means[emotion].mean(axis=0))]
-        images[f"{method}/emotion_grid"] = plots.save(plots.emotion_grid(
-            means, counts, loaded.spec, method, loaded.name), out / "emotion_grid.png")
-        summary["figures"].append("emotion_grid.png")
-        write_csv_atomic(out / "profiles.csv", pd.DataFrame(rows))
+        if explainer.encoder is not None and explainer.layer:  # Whisper: maps over time only
+            from zoo.xai.whisper_report import write_timing
+
+            summary["timing"], images[f"{method}/time_profiles"] = write_timing(
+                maps, clips, loaded, explainer.layer, out)
+            summary["figures"].append("time_profiles.png")
+        else:
+            images[f"{method}/emotion_grid"] = plots.save(plots.emotion_grid(
+                means, counts, loaded.spec, method, loaded.name), out / "emotion_grid.png")
+            summary["figures"].append("emotion_grid.png")
+            write_csv_atomic(out / "profiles.csv", pd.DataFrame(rows))
     else:
         fig1, fig2, top = plots.vector_figures(maps, clips, labels, method, loaded.name)
         images[f"{method}/dimensions"] = plots.save(fig1, out / "dimensions.png")
@@ -91,9 +98,10 @@ def explain_model(loaded, clips, method: str, layer: str | None, out, per_class:
 
 
 def sanity_model(loaded, clips, methods, layer, out, train_clips=None, epochs: int = 5,
-                 steps: int = 20, progress: bool = True, tensorboard=None) -> dict:
+                 steps: int = 20, progress: bool = True, tensorboard=None,
+                 retrain_top: int = 0) -> dict:
     """Every sanity check for each method on one model: out/sanity.json, cascade.png,
-    faithfulness.png."""
+    faithfulness.png. retrain_top: Whisper models, sanity.data_randomisation."""
     from tqdm import tqdm
 
     from zoo.xai import sanity
@@ -101,9 +109,10 @@ def sanity_model(loaded, clips, methods, layer, out, train_clips=None, epochs: i
     out = Path(out)
     results = {}
     for method in tqdm(methods, desc=f"sanity {loaded.name}", disable=not progress):
-        explainer = Explainer(loaded.model, method, layer if method != "saliency" else None)
+        explainer = Explainer(loaded.model, method, layer if method in CAM_METHODS else None)
         results[method] = sanity.run_checks(explainer, clips, train_clips=train_clips,
-                                            epochs=epochs, steps=steps, progress=progress)
+                                            epochs=epochs, steps=steps, progress=progress,
+                                            retrain_top=retrain_top)
         results[method]["verdict"] = sanity.verdicts(results[method])
     record = {"model": str(loaded.path), "name": loaded.name, "clips": len(clips),
               "thresholds": {"randomisation_max_spearman_abs": sanity.RANDOMISATION_MAX,
@@ -155,20 +164,26 @@ def summary_markdown(records: dict, compare: pd.DataFrame | None = None) -> str:
         for method, r in record["methods"].items():
             p, d, f = (r["parameter_randomisation"], r["data_randomisation"],
                        r["faithfulness"])
+            top = d.get("retrained_top")
+            top = (f"; with the top {top['layers']} encoder layers retrained "
+                   f"{top['spearman_abs']:.2f}, acc {top['permuted_label_accuracy']:.2f}"
+                   if top else "")
+            unit = " frames" if f.get("random_unit") == "frame" else ""
             lines.append(
                 f"| {name} | {method} | {'pass' if p['pass'] else '**FAIL**'} "
                 f"({p['value']:.2f}) | {'pass' if d['pass'] else '**FAIL**'} ({d['value']:.2f}"
-                f", permuted-label train acc {d['permuted_label_accuracy']:.2f}) | "
+                f", permuted-label train acc {d['permuted_label_accuracy']:.2f}{top}) | "
                 f"{'pass' if f['deletion_pass'] else '**FAIL**'} {f['auc_deletion']:.3f} "
-                f"({f['auc_deletion_random']:.3f}) | "
+                f"({f['auc_deletion_random']:.3f}{unit}) | "
                 f"{'pass' if f['insertion_pass'] else '**FAIL**'} {f['auc_insertion']:.3f} "
-                f"({f['auc_insertion_random']:.3f}) |")
+                f"({f['auc_insertion_random']:.3f}{unit}) |")
     text = ["# Explanation sanity checks", "",
             f"Randomisation checks pass when the mean absolute Spearman correlation between "
             f"the trained model's maps and the randomised model's is below "
             f"{RANDOMISATION_MAX}; faithfulness passes when deleting (inserting) the most "
             f"attributed cells first lowers (raises) the explained class's probability AUC by "
-            f"at least {FAITHFUL_MIN_GAP} against a random order. Clips per model: "
+            f"at least {FAITHFUL_MIN_GAP} against a random order (of cells; of whole frames for "
+            f"maps over a Whisper encoder's frames, marked 'frames'). Clips per model: "
             + ", ".join(f"{n} {r['clips']}" for n, r in records.items()) + ".", "", *lines, ""]
     passing = {f"{n}/{m}" for n, r in records.items() for m, v in r["methods"].items()
                if all(x == "pass" for x in v["verdict"].values())}
@@ -185,6 +200,8 @@ def summary_markdown(records: dict, compare: pd.DataFrame | None = None) -> str:
     return "\n".join(text) + "\n"
 
 
-def write_summary(out, records: dict, compare=None) -> None:
+def write_summary(out, records: dict, compare=None, extra: list[str] | None = None) -> None:
+    """sanity.json and SUMMARY.md (extra: more markdown lines at its end)."""
     write_json_atomic(Path(out) / "sanity.json", records)
-    write_text_atomic(Path(out) / "SUMMARY.md", summary_markdown(records, compare))
+    text = summary_markdown(records, compare) + "\n".join(extra or [])
+    write_text_atomic(Path(out) / "SUMMARY.md", text.rstrip("\n") + "\n")

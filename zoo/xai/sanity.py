@@ -12,9 +12,14 @@ cells whose removal lowers the prediction faster than removing cells in random o
   Spearman rank correlation of |map| (absolute) and of the signed map, and SSIM of the [0, 1]
   maps; reported as the mean over clips.
   PASS when the mean absolute Spearman after the full cascade is below RANDOMISATION_MAX.
+  Whisper models are randomised by groups of weights: the head's layers, then the encoder's
+  final layer norm, transformer layers from the top down and convolution stem
+  (zoo.xai.whisper.parameter_groups).
 - Data randomisation: the same architecture, freshly initialised, trained for a short run on
   permuted labels; its maps are compared with the trained model's the same way.
-  PASS when the mean absolute Spearman is below RANDOMISATION_MAX.
+  PASS when the mean absolute Spearman is below RANDOMISATION_MAX. On Whisper models only the
+  head is re-initialised and trained; the encoder stays pretrained (zoo.xai.whisper.
+  train_permuted; optionally its top layers are then trained on the permuted labels too).
 - Faithfulness: cells (time-frequency cells, or vector dimensions) are replaced by a baseline
   in order of attribution (deletion) or restored from the baseline in that order (insertion),
   in STEPS steps, and the probability of the explained class is recorded; random orders are the
@@ -22,7 +27,9 @@ cells whose removal lowers the prediction faster than removing cells in random o
   clip's per-channel mean over its frames (0 after per-utterance normalisation), nudged off
   zero so a frame never looks like padding; for SSL vectors it is input_norm's moving mean.
   PASS when deletion AUC is below the random order's by at least FAITHFUL_MIN_GAP and
-  insertion AUC above it by at least that much.
+  insertion AUC above it by at least that much. Maps with one value per frame (Grad-CAM over a
+  Whisper encoder's frames) remove whole frames; their random order is one of whole frames
+  too (random_unit 'frame'), so that both orders perturb at the same granularity.
 """
 
 from __future__ import annotations
@@ -80,11 +87,23 @@ def weighted_layers(model) -> list[str]:
     return [layer.name for layer in reversed(model.layers) if layer.trainable_weights]
 
 
-def randomise_layer(model, name: str, rng: np.random.Generator) -> None:
-    for var in model.get_layer(name).trainable_weights:
+def parameter_groups(model) -> list[tuple[str, list]]:
+    """(name, variables) re-drawn together, in the cascade's order: the layers with trainable
+    weights from the output down; for Whisper models the encoder's groups after the head's."""
+    from zoo.xai.whisper import find_encoder, parameter_groups as whisper_groups
+
+    if find_encoder(model) is not None:
+        return whisper_groups(model)
+    return [(name, list(model.get_layer(name).trainable_weights))
+            for name in weighted_layers(model)]
+
+
+def randomise(variables, rng: np.random.Generator) -> None:
+    for var in variables:
         value = np.asarray(var.numpy())
-        scale = value.std() or np.abs(value).mean() or 0.05
-        var.assign(rng.normal(value.mean(), scale, value.shape).astype(value.dtype))
+        wide = value.astype(np.float64)  # float16 weights: statistics without overflow
+        scale = wide.std() or np.abs(wide).mean() or 0.05
+        var.assign(rng.normal(wide.mean(), scale, value.shape).astype(value.dtype))
 
 
 def _maps(explainer, clips, targets, progress):
@@ -100,25 +119,25 @@ def parameter_randomisation(explainer, clips, targets, seed: int = 0, progress=F
     trained weights are restored afterwards."""
     reference = _maps(explainer, clips, targets, progress)
     if explainer.linear is None:  # a model-independent explainer: randomising changes nothing
-        layers = weighted_layers(explainer.model)
+        layers = [name for name, _ in parameter_groups(explainer.model)]
         same = compare_maps(*reference[:1], *reference[:1], *reference[1:], *reference[1:])
         cascade = [{"layer": n, **same} for n in layers]
         independent = [{"layer": n, **same} for n in layers]
     else:
         model = explainer.linear
         trained = [w.copy() for w in model.get_weights()]
-        layers = weighted_layers(model)
+        groups = parameter_groups(model)
         rng = np.random.default_rng(seed)
         cascade, independent = [], []
         try:
-            for name in layers:
-                randomise_layer(model, name, rng)
+            for name, variables in groups:
+                randomise(variables, rng)
                 maps = _maps(explainer, clips, targets, False)
                 cascade.append({"layer": name, **compare_maps(reference[0], maps[0],
                                                               reference[1], maps[1])})
             model.set_weights(trained)
-            for name in layers if independent_layers else []:
-                randomise_layer(model, name, rng)
+            for name, variables in groups if independent_layers else []:
+                randomise(variables, rng)
                 maps = _maps(explainer, clips, targets, False)
                 independent.append({"layer": name, **compare_maps(reference[0], maps[0],
                                                                   reference[1], maps[1])})
@@ -141,9 +160,9 @@ def parameter_randomisation(explainer, clips, targets, seed: int = 0, progress=F
 
 def train_on_permuted_labels(model, clips, epochs: int = 5, seed: int = 0,
                              crop_frames: int = 300, batch_size: int = 16,
-                             progress: bool = False):
-    """(a fresh copy of model's architecture trained on clips with permuted labels, its
-    accuracy on those permuted labels): how far a short run memorised them."""
+                             progress: bool = False, fresh=None, lr: float = 1e-3):
+    """(a fresh copy of model's architecture, or `fresh`, trained on clips with permuted labels,
+    its accuracy on those permuted labels): how far a short run memorised them."""
     import keras
     from tqdm import tqdm
 
@@ -151,9 +170,9 @@ def train_on_permuted_labels(model, clips, epochs: int = 5, seed: int = 0,
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    fresh = keras.models.clone_model(model)  # new weights, same layers
-    fresh.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss="sparse_categorical_crossentropy")
+    if fresh is None:
+        fresh = keras.models.clone_model(model)  # new weights, same layers
+    fresh.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy")
     labels = rng.permutation(clips.label)
 
     def crop(x):
@@ -176,37 +195,49 @@ def train_on_permuted_labels(model, clips, epochs: int = 5, seed: int = 0,
 
 
 def data_randomisation(explainer, train_clips, clips, targets, epochs: int = 5,
-                       seed: int = 0, progress: bool = False) -> dict:
+                       seed: int = 0, progress: bool = False, retrain_top: int = 0) -> dict:
     """Maps of the trained model against maps of the same architecture trained on permuted
-    labels (same method, layer and target classes)."""
+    labels (same method, layer and target classes). Whisper models: the head alone retrained
+    on the pretrained encoder; with retrain_top, also that model with the encoder's top layers
+    trained on the permuted labels (under 'retrained_top')."""
     from zoo.xai.attribution import Explainer
 
     reference = _maps(explainer, clips, targets, False)
-    permuted, accuracy = train_on_permuted_labels(explainer.model, train_clips, epochs, seed,
-                                                  progress=progress)
-    other = Explainer(permuted, explainer.method, explainer.layer)
-    maps = _maps(other, clips, targets, False)
-    result = compare_maps(reference[0], maps[0], reference[1], maps[1])
-    return {**result, "epochs": epochs, "train_clips": len(train_clips),
-            "permuted_label_accuracy": accuracy,
-            "pass": bool(result["spearman_abs"] < RANDOMISATION_MAX),
-            "criterion": f"mean |Spearman| against the permuted-label model < "
-                         f"{RANDOMISATION_MAX}",
-            "value": result["spearman_abs"]}
+    if explainer.encoder is not None:
+        from zoo.xai.whisper import train_permuted
+
+        runs = train_permuted(explainer.model, train_clips, epochs, seed, retrain_top, progress)
+    else:
+        permuted, accuracy = train_on_permuted_labels(explainer.model, train_clips, epochs,
+                                                      seed, progress=progress)
+        runs = {"head": (permuted, accuracy, "the whole model, freshly initialised")}
+    results = {}
+    for kind, (permuted, accuracy, how) in runs.items():
+        other = Explainer(permuted, explainer.method, explainer.layer)
+        maps = _maps(other, clips, targets, False)
+        results[kind] = {**compare_maps(reference[0], maps[0], reference[1], maps[1]),
+                         "permuted_label_accuracy": accuracy, "trained": how}
+    result = results["head"]
+    out = {**result, "epochs": epochs, "train_clips": len(train_clips),
+           "pass": bool(result["spearman_abs"] < RANDOMISATION_MAX),
+           "criterion": f"mean |Spearman| against the permuted-label model < "
+                        f"{RANDOMISATION_MAX}",
+           "value": result["spearman_abs"]}
+    if "top" in results:
+        out["retrained_top"] = {**results["top"], "layers": retrain_top,
+                                "pass": bool(results["top"]["spearman_abs"] <
+                                             RANDOMISATION_MAX)}
+    return out
 
 
 # ---------------------------------------------------------------- faithfulness
 
 def baseline_for(explainer, x: np.ndarray) -> np.ndarray:
-    """What a deleted cell is set to (see the module docstring)."""
-    if x.ndim == 2:
-        base = np.broadcast_to(x.mean(axis=0, keepdims=True), x.shape).copy()
-        return np.where(np.abs(base) < 1e-4, 1e-4, base).astype(np.float32)
-    names = [layer.name for layer in explainer.model.layers]
-    if "input_norm" in names:
-        return np.asarray(explainer.model.get_layer("input_norm").moving_mean,
-                          np.float32).copy()
-    return np.zeros_like(x)
+    """What a deleted cell is set to (see the module docstring): one clip's
+    zoo.xai.attribution.baseline."""
+    from zoo.xai.attribution import baseline
+
+    return baseline(np.asarray(x, np.float32)[None], explainer.model)[0]
 
 
 def _curve_inputs(x, base, order, counts, insert: bool) -> np.ndarray:
@@ -219,10 +250,18 @@ def _curve_inputs(x, base, order, counts, insert: bool) -> np.ndarray:
     return out
 
 
+def random_order(rng: np.random.Generator, shape, unit: str = "cell") -> np.ndarray:
+    """A random order of a [T, C] clip's cells (flat indices): cells, or whole frames."""
+    if unit == "cell":
+        return rng.permutation(int(np.prod(shape)))
+    frames, channels = shape
+    return (rng.permutation(frames)[:, None] * channels + np.arange(channels)).ravel()
+
+
 def faithfulness(explainer, clips, targets, maps, steps: int = STEPS, seed: int = 0,
-                 progress: bool = False) -> dict:
+                 progress: bool = False, random_unit: str = "cell") -> dict:
     """Deletion and insertion curves of the target probability, attribution order against a
-    random order, with their AUCs."""
+    random order (of cells, or with random_unit='frame' of whole frames), with their AUCs."""
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
@@ -235,7 +274,7 @@ def faithfulness(explainer, clips, targets, maps, steps: int = STEPS, seed: int 
         n = x.size
         counts = np.round(fractions * n).astype(int)
         attr = np.argsort(-np.asarray(maps[i]).ravel(), kind="stable")
-        rand = rng.permutation(n)
+        rand = random_order(rng, x.shape, random_unit)
         batch = np.concatenate([_curve_inputs(x, base, attr, counts, False),
                                 _curve_inputs(x, base, rand, counts, False),
                                 _curve_inputs(x, base, attr, counts, True),
@@ -243,7 +282,8 @@ def faithfulness(explainer, clips, targets, maps, steps: int = STEPS, seed: int 
         p = explainer.probabilities(batch)[:, int(targets[i])].reshape(4, -1)
         for key, row in zip(curves, p):
             curves[key].append(row)
-    out = {"fractions": fractions.tolist(), "steps": steps, "clips": len(clips)}
+    out = {"fractions": fractions.tolist(), "steps": steps, "clips": len(clips),
+           "random_unit": random_unit}
     auc = {}
     for key, rows in curves.items():
         rows = np.array(rows)
@@ -266,10 +306,11 @@ def faithfulness(explainer, clips, targets, maps, steps: int = STEPS, seed: int 
 # ---------------------------------------------------------------- all checks for one method
 
 def run_checks(explainer, clips, targets=None, train_clips=None, epochs: int = 5,
-               seed: int = 0, steps: int = STEPS, progress: bool = False) -> dict:
+               seed: int = 0, steps: int = STEPS, progress: bool = False,
+               retrain_top: int = 0) -> dict:
     """Every check for one explainer on one model's clips; targets default to the model's
     predicted classes. train_clips: what the permuted-label model trains on (default: the
-    clips themselves)."""
+    clips themselves); retrain_top: Whisper models, see data_randomisation."""
     from zoo.xai.data import attribute
 
     maps, probs = attribute(explainer, clips, None, progress=progress)
@@ -280,8 +321,10 @@ def run_checks(explainer, clips, targets=None, train_clips=None, epochs: int = 5
         "parameter_randomisation": parameter_randomisation(explainer, clips, targets, seed,
                                                            progress),
         "data_randomisation": data_randomisation(explainer, train_clips or clips, clips,
-                                                 targets, epochs, seed, progress),
-        "faithfulness": faithfulness(explainer, clips, targets, maps, steps, seed, progress),
+                                                 targets, epochs, seed, progress, retrain_top),
+        "faithfulness": faithfulness(explainer, clips, targets, maps, steps, seed, progress,
+                                     "frame" if explainer.encoder is not None and
+                                     explainer.layer else "cell"),
     }
 
 
