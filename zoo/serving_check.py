@@ -301,7 +301,9 @@ def _speaker_checks(loaded, wave: np.ndarray, num_classes: int) -> list[Check]:
         return [Check("by speaker", False, f"{SIGNATURE_SPEAKER} failed: {_one_line(err)}")]
     diff = float(np.abs(forward - backward).max())
     ok = forward.shape == (4, num_classes) and np.isfinite(forward).all() \
-        and np.allclose(forward.sum(axis=1), 1, atol=1e-4) and diff <= 1e-5
+        and np.allclose(forward.sum(axis=1), 1, atol=1e-4) and diff <= TOLERANCE
+    # TOLERANCE, not 1e-5: a transformer encoder's float32 sums depend on a row's place in the
+    # batch (4e-5 seen on Whisper tiny.en); a grouping error moves probabilities by 0.1s
     checks = [Check("by speaker", ok, f"{SIGNATURE_SPEAKER} on 4 clips of 2 speakers, rows "
                                       f"reversed: max |diff| {diff:.2e}")]
     if SIGNATURE_SPEAKER_STATS not in loaded.signatures:
