@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.tfenv import quiet_tensorflow
+from pipelines.common.tfenv import quiet_tensorflow
 
 tf = quiet_tensorflow()
 import keras  # noqa: E402
 
 from pipelines.encoders.whisper import WhisperEncoder  # noqa: E402
-from pipelines.spec import whisper_spec  # noqa: E402
-from zoo.registry import build_model  # noqa: E402
+from pipelines.features.spec import whisper_spec  # noqa: E402
+from zoo.models.registry import build_model  # noqa: E402
 from zoo.xai import sanity  # noqa: E402
 from zoo.xai.attribution import AttributionError, Explainer  # noqa: E402
 from zoo.xai.data import Clips, pad  # noqa: E402
@@ -223,7 +223,7 @@ def demo_corpus(tmp_path_factory):
 
 
 def run_cli(argv, capsys):
-    from zoo.explain import main
+    from zoo.xai.explain import main
 
     rc = main(argv)
     out, err = capsys.readouterr()

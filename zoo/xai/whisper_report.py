@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.io import write_csv_atomic
+from pipelines.common.io import write_csv_atomic
 from zoo.xai import plots
 
 QUIET_DB = 30.0
