@@ -11,12 +11,17 @@ evaluation uses whole clips and never augments.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import tensorflow as tf
 
 from pipelines.features import extract as F
 from pipelines.audio.augment import Augment, augment_clip, spec_augment
 from pipelines.features.spec import FeatureSpec
 from pipelines.common.tfenv import tfio_audio
+from pipelines.common.io import write_text_atomic
+from pipelines.records.speaker_stats import Accumulator, SpeakerStats, cache_name, raw_spec
 from pipelines.records.tfrecord import SchemaError, TFRecordSet, open_set, parse_example, to_float
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -170,9 +175,7 @@ def _group_by_speaker(ds: tf.data.Dataset, size: int) -> tf.data.Dataset:
 def _speaker_normalizer(folder, spec: FeatureSpec, share: float, stats, training: bool):
     """A graph function (wave, length, speaker) -> features normalised per speaker for a
     `share` of clips (all clips with known statistics when not training)."""
-    from pipelines.records.speaker_stats import from_tfrecords, raw_spec
-
-    stats = stats or from_tfrecords(folder, spec)
+    stats = stats or speaker_stats(folder, spec)
     speakers = stats.speakers
     means, stds = (tf.constant(a) for a in stats.arrays(speakers))
     table = tf.lookup.StaticHashTable(
@@ -233,3 +236,25 @@ def class_weights(folder, split: str = "train") -> dict[int, float]:
     labels = tfset.labels
     return {i: total / (len(labels) * counts[name]) for i, name in enumerate(labels)
             if counts.get(name)}
+
+
+def speaker_stats(folder, spec: FeatureSpec, batch_size: int = 64) -> SpeakerStats:
+    """Statistics of every speaker of a TFRecord set (all splits), cached in the set folder."""
+    tfset = open_set(folder)
+    cache = Path(folder) / "speaker_stats" / cache_name(spec)
+    if cache.is_file():
+        return SpeakerStats.from_json(cache.read_text())
+    raw = raw_spec(spec)
+    acc = Accumulator()
+    for split in tfset.schema["splits"]:
+        if tfset.examples(split) == 0:
+            continue
+        ds = make_dataset(folder, split, raw, batch_size, with_meta=True, cache=False)
+        for feats, _, meta in ds:
+            feats = feats.numpy()
+            valid = np.any(feats != 0, axis=-1)
+            for row, speaker in enumerate(meta["speaker"].numpy()):
+                acc.add(speaker.decode(), feats[row][valid[row]])
+    stats = acc.result(raw)
+    write_text_atomic(cache, stats.to_json())
+    return stats

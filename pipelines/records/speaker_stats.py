@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -52,7 +51,7 @@ class SpeakerStats:
                    {s: int(v["frames"]) for s, v in spk.items()})
 
 
-class _Accumulator:
+class Accumulator:
     def __init__(self):
         self.sums, self.squares, self.counts = {}, {}, {}
 
@@ -85,37 +84,11 @@ def from_waveforms(waves, speakers, spec: FeatureSpec, batch_size: int = 32) -> 
     from pipelines.features import extract as F
 
     raw = raw_spec(spec)
-    acc = _Accumulator()
+    acc = Accumulator()
     for speaker, feats in zip(speakers, F.compute_many(waves, raw, batch_size)):
         acc.add(speaker, feats)
     return acc.result(raw)
 
 
-def _cache_name(spec: FeatureSpec) -> str:
+def cache_name(spec: FeatureSpec) -> str:
     return hashlib.sha256(raw_spec(spec).to_json().encode()).hexdigest()[:16] + ".json"
-
-
-def from_tfrecords(folder, spec: FeatureSpec, batch_size: int = 64) -> SpeakerStats:
-    """Statistics of every speaker of a TFRecord set (all splits), cached in the set folder."""
-    from pipelines.records.dataset import make_dataset
-    from pipelines.common.io import write_text_atomic
-    from pipelines.records.tfrecord import open_set
-
-    tfset = open_set(folder)
-    cache = Path(folder) / "speaker_stats" / _cache_name(spec)
-    if cache.is_file():
-        return SpeakerStats.from_json(cache.read_text())
-    raw = raw_spec(spec)
-    acc = _Accumulator()
-    for split in tfset.schema["splits"]:
-        if tfset.examples(split) == 0:
-            continue
-        ds = make_dataset(folder, split, raw, batch_size, with_meta=True, cache=False)
-        for feats, _, meta in ds:
-            feats = feats.numpy()
-            valid = np.any(feats != 0, axis=-1)
-            for row, speaker in enumerate(meta["speaker"].numpy()):
-                acc.add(speaker.decode(), feats[row][valid[row]])
-    stats = acc.result(raw)
-    write_text_atomic(cache, stats.to_json())
-    return stats

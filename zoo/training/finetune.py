@@ -20,7 +20,7 @@ import numpy as np
 
 from pipelines.common.tfenv import quiet_tensorflow
 from zoo.training.setup import (TrainConfig, TrainError, check_data, demo_data, export_base,
-                             resolve_run_dir)
+                             resolve_run_dir, write_hparams, write_run_files)
 
 
 def raw_spec():
@@ -138,7 +138,6 @@ def train_finetune(config: TrainConfig) -> dict:
     from pipelines.records.tfrecord import open_set
     from zoo.training.callbacks import read_history
     from zoo.training.report import finish_run, headline, prediction_rows
-    from zoo.training.ssl import write_hparams, write_run_files
 
     if config.strategy != "default":
         raise TrainError(f"{config.model} trains with --strategy default (one device)")

@@ -1,7 +1,7 @@
 """What every trainer shares before the training loop (zoo.train, zoo.training.ssl,
 zoo.training.finetune; zoo.refit_head checks data with it): the run configuration, one-line errors,
-the bundled demo set, run folders, where exports go, package versions, data checks and the
-tf.distribute strategy. No TensorFlow import at module level."""
+the bundled demo set, run folders, where exports go, package versions, data checks, the
+tf.distribute strategy and the run's config.json / versions.json / TensorBoard hparams. No TensorFlow import at module level."""
 
 from __future__ import annotations
 
@@ -143,3 +143,23 @@ def worker_role(strategy) -> tuple[int, int, bool]:
     index = task_id + (1 if has_chief and task_type == "worker" else 0)
     chief = task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
     return workers, index, chief
+
+
+def write_run_files(run: Path, config: TrainConfig, labels, tfset, parameters: int,
+                    extra: dict) -> None:
+    from pipelines.common.io import write_json_atomic
+
+    resolved = {**dataclasses.asdict(config), "epochs": config.resolved_epochs(),
+                "data": str(tfset.folder), "labels": labels, "parameters": parameters, **extra}
+    write_json_atomic(run / "config.json", resolved)
+    write_json_atomic(run / "versions.json", package_versions())
+
+
+def write_hparams(tb_dir: Path, config: TrainConfig, extra: dict) -> None:
+    tf = quiet_tensorflow()
+    from tensorboard.plugins.hparams import api as hp
+
+    values = {"model": config.model, "lr": config.lr, "batch_size": config.batch_size,
+              "weight_decay": config.weight_decay, "seed": config.seed, **extra}
+    with tf.summary.create_file_writer(str(tb_dir / "hparams")).as_default():
+        hp.hparams(values)

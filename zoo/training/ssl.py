@@ -14,7 +14,6 @@ SavedModel (zoo.export.ssl).
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 
 from pipelines.common.tfenv import quiet_tensorflow
 from zoo.training.setup import (TrainConfig, TrainError, check_data, export_base,
-                             package_versions, resolve_run_dir)
+                             resolve_run_dir, write_hparams, write_run_files)
 from zoo.export.reliability import reliability_from
 from zoo.training.report import finish_run, headline, prediction_rows
 
@@ -329,22 +328,3 @@ def export_whisper(config, head, eset, overrides: dict, run: Path, metrics: dict
 
 
 # ---------------------------------------------------------------- shared by both kinds
-
-def write_run_files(run: Path, config: TrainConfig, labels, tfset, parameters: int,
-                    extra: dict) -> None:
-    from pipelines.common.io import write_json_atomic
-
-    resolved = {**dataclasses.asdict(config), "epochs": config.resolved_epochs(),
-                "data": str(tfset.folder), "labels": labels, "parameters": parameters, **extra}
-    write_json_atomic(run / "config.json", resolved)
-    write_json_atomic(run / "versions.json", package_versions())
-
-
-def write_hparams(tb_dir: Path, config: TrainConfig, extra: dict) -> None:
-    tf = quiet_tensorflow()
-    from tensorboard.plugins.hparams import api as hp
-
-    values = {"model": config.model, "lr": config.lr, "batch_size": config.batch_size,
-              "weight_decay": config.weight_decay, "seed": config.seed, **extra}
-    with tf.summary.create_file_writer(str(tb_dir / "hparams")).as_default():
-        hp.hparams(values)

@@ -27,7 +27,7 @@ from pipelines.common.tfenv import quiet_tensorflow
 
 from zoo.training.setup import (  # noqa: F401 - re-exported: these were defined here first
     DEMO_DIR, TrainConfig, TrainError, check_data, demo_data, export_base, make_strategy,
-    package_versions, resolve_run_dir, worker_role,
+    package_versions, resolve_run_dir, worker_role, write_hparams, write_run_files,
 )
 
 
@@ -236,27 +236,16 @@ def _multiworker_workarounds(model, strategy, dataset) -> None:
 
 
 def _write_run_files(run, config, spec, labels, tfset, model) -> None:
-    from pipelines.common.io import write_json_atomic
-
-    resolved = {**dataclasses.asdict(config), "epochs": config.resolved_epochs(),
-                "data": str(tfset.folder), "labels": labels,
-                "parameters": int(model.count_params())}
-    write_json_atomic(run / "config.json", resolved)
+    write_run_files(run, config, labels, tfset, int(model.count_params()), {})
     spec.save(run / "feature_spec.json")
-    write_json_atomic(run / "versions.json", package_versions())
 
 
 def _write_hparams(tb_dir: Path, config: TrainConfig, spec) -> None:
-    tf = quiet_tensorflow()
-    from tensorboard.plugins.hparams import api as hp
-
-    values = {"model": config.model, "lr": config.lr, "batch_size": config.batch_size,
-              "weight_decay": config.weight_decay, "clip_seconds": config.clip_seconds,
-              "augment": config.augment, "feature_kind": spec.kind, "balance": config.balance,
-              "trim_db": spec.trim_db if spec.trim_db is not None else -1.0,
-              "seed": config.seed, "speaker_norm": config.speaker_norm}
-    with tf.summary.create_file_writer(str(tb_dir / "hparams")).as_default():
-        hp.hparams(values)
+    write_hparams(tb_dir, config, {
+        "clip_seconds": config.clip_seconds, "augment": config.augment,
+        "feature_kind": spec.kind, "balance": config.balance,
+        "trim_db": spec.trim_db if spec.trim_db is not None else -1.0,
+        "speaker_norm": config.speaker_norm})
 
 
 # ---------------------------------------------------------------- CLI
