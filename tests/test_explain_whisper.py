@@ -24,7 +24,8 @@ from zoo.models.registry import build_model  # noqa: E402
 from zoo.xai import sanity  # noqa: E402
 from zoo.xai.attribution import AttributionError, Explainer  # noqa: E402
 from zoo.xai.data import Clips, pad  # noqa: E402
-from zoo.xai.whisper import EncoderForward, frames_to_input, train_permuted  # noqa: E402
+from zoo.xai.permuted import train_permuted  # noqa: E402
+from zoo.xai.whisper import EncoderForward, frames_to_input  # noqa: E402
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 
@@ -174,7 +175,7 @@ def test_faithfulness_runs_with_the_band_mean_baseline(model):
 
 
 def test_permuted_label_models_keep_the_pretrained_encoder(model, monkeypatch):
-    monkeypatch.setattr("zoo.xai.whisper.PERMUTED_HEAD_EPOCHS", 5)
+    monkeypatch.setattr("zoo.xai.permuted.PERMUTED_HEAD_EPOCHS", 5)
     clips = random_clips(8)
     runs = train_permuted(model, clips, epochs=1, retrain_top=1)
     trained = model.get_layer("whisper_encoder").w

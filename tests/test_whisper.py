@@ -326,7 +326,7 @@ def test_extraction_writes_every_hidden_state_and_resumes(whisper_set, tmp_path,
                                                           monkeypatch):
     """... and leaves out a clip of digital silence with its reason (pipelines.build refuses
     such files, so one clip's samples are zeroed as they are read)."""
-    import pipelines.encoders.embed as E
+    import pipelines.encoders.extract as E
     from pipelines.records.embedding_set import make_dataset, open_embedding_set
     from pipelines.encoders.embed import main as embeddings_main
 

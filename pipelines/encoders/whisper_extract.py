@@ -80,7 +80,7 @@ def extract_whisper(data, checkpoint=None, context: str = "clip", trim_db="defau
     """Write (or finish) the Whisper embedding set of a waveform set; returns its folder."""
     from tqdm import tqdm
 
-    from pipelines.encoders.embed import ExtractError, Target, embed_clips, read_shard
+    from pipelines.encoders.extract import ExtractError, Target, embed_clips, read_shard
     from pipelines.encoders.whisper import CONTEXTS, WhisperEncoder
     from pipelines.encoders.whisper_checkpoint import load_weights
     from pipelines.records.tfrecord import open_set
@@ -163,7 +163,7 @@ def _skipped_so_far(target, tfset, skipped_now: list) -> pd.DataFrame:
     waveform set has but no shard record lists)."""
     import json
 
-    from pipelines.encoders.embed import PROGRESS
+    from pipelines.encoders.extract import PROGRESS
 
     listed = set()
     for shard in tfset.schema["shards"]:

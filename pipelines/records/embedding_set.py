@@ -14,14 +14,12 @@ speaker / corpus / emotion / split strings. Reading needs no transformers (Keras
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from pipelines.records.tfrecord import SchemaError
+from pipelines.records.shards import (SchemaError, ShardedSet, bytes_feature, check_shards,
+                                      int64_feature, read_schema, serialize)
 
 KIND = "embeddings"
 VERSION = 1
@@ -33,22 +31,15 @@ CACHE_LIMIT_BYTES = 2_000_000_000
 def encode_example(embedding: np.ndarray, label: int, meta: dict,
                    frames: np.ndarray | None = None, frames_dtype: str = "float16") -> bytes:
     """Serialise one clip's vector (and frames [num_frames, frame_dim])."""
-    import tensorflow as tf
-
-    def b(value: bytes):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-    def i(value: int):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-
-    feature = {"embedding": b(np.asarray(embedding, "<f4").tobytes()), "label": i(label)}
+    feature = {"embedding": bytes_feature(np.asarray(embedding, "<f4").tobytes()),
+               "label": int64_feature(label)}
     if frames is not None:
-        feature["frames"] = b(np.asarray(frames, np.dtype(frames_dtype).newbyteorder("<"))
-                              .tobytes())
-        feature["num_frames"] = i(len(frames))
+        feature["frames"] = bytes_feature(
+            np.asarray(frames, np.dtype(frames_dtype).newbyteorder("<")).tobytes())
+        feature["num_frames"] = int64_feature(len(frames))
     for name in META_FIELDS:
-        feature[name] = b(str(meta[name]).encode("utf-8"))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+        feature[name] = bytes_feature(str(meta[name]).encode("utf-8"))
+    return serialize(feature)
 
 
 def parser(dim: int, frame_dim: int | None = None, frames_dtype: str = "float16"):
@@ -76,16 +67,8 @@ def parser(dim: int, frame_dim: int | None = None, frames_dtype: str = "float16"
     return parse
 
 
-@dataclasses.dataclass(frozen=True)
-class EmbeddingSet:
+class EmbeddingSet(ShardedSet):
     """A complete embedding set on disk (same split and label API as TFRecordSet)."""
-
-    folder: Path
-    schema: dict
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.schema["labels"])
 
     @property
     def embedding(self) -> dict:
@@ -108,24 +91,6 @@ class EmbeddingSet:
         """The width a model input of kind 'embedding' or 'frames' gets from this set."""
         return self.dim if kind == "embedding" else self.frame_dim
 
-    def files(self, split: str) -> list[str]:
-        if split not in self.schema["splits"]:
-            raise SchemaError(f"{self.folder}: no split {split!r}")
-        return [str(self.folder / s["file"]) for s in self.schema["shards"] if s["split"] == split]
-
-    def examples(self, split: str) -> int:
-        return int(self.schema["splits"].get(split, {}).get("examples", 0))
-
-    def class_counts(self, split: str) -> dict[str, int]:
-        return dict(self.schema["splits"].get(split, {}).get("emotions", {}))
-
-    def bytes(self, split: str) -> int:
-        return sum(s["bytes"] for s in self.schema["shards"] if s["split"] == split)
-
-    def manifest(self) -> pd.DataFrame:
-        return pd.read_csv(self.folder / "manifest.csv", dtype={"speaker": str, "id": str},
-                           keep_default_na=False)
-
     def describe(self) -> str:
         e = self.schema["embedding"]
         return f"{e['encoder']} layer {e['layer']}, {e['pooling']} {e['dim']}-dim"
@@ -135,27 +100,17 @@ def open_embedding_set(folder) -> EmbeddingSet:
     """Open and validate an embedding set; SchemaError with a one-line reason otherwise."""
     folder = Path(folder)
     schema_path = folder / "schema.json"
-    if not folder.is_dir():
-        raise SchemaError(f"{folder}: no such embedding set (make one with "
-                          "python -m pipelines.embeddings)")
-    if not schema_path.is_file():
-        raise SchemaError(f"{folder}: no schema.json, so not a complete embedding set (an "
-                          "interrupted extraction? run the same pipelines.embeddings command "
-                          "again to finish it)")
-    try:
-        schema = json.loads(schema_path.read_text())
-    except json.JSONDecodeError as err:
-        raise SchemaError(f"{schema_path}: not valid JSON ({err})") from None
+    schema = read_schema(
+        folder, "no such embedding set (make one with python -m pipelines.embeddings)",
+        "no schema.json, so not a complete embedding set (an interrupted extraction? run the "
+        "same pipelines.embeddings command again to finish it)")
     if schema.get("kind") == "waveforms":
         raise SchemaError(f"{folder} is a waveform set; this model takes SSL embeddings: run "
                           f"python -m pipelines.embeddings --data {folder} ... and pass "
                           f"{folder}/embeddings/<encoder>-<layer> as --data")
     if schema.get("kind") != KIND or schema.get("embedding_version") != VERSION:
         raise SchemaError(f"{schema_path}: not an embedding set of version {VERSION}")
-    for shard in schema["shards"]:
-        path = folder / shard["file"]
-        if not path.is_file() or path.stat().st_size != shard["bytes"]:
-            raise SchemaError(f"{path}: shard missing or not the size schema.json records")
+    check_shards(folder, schema)
     return EmbeddingSet(folder, schema)
 
 

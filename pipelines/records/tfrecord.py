@@ -7,22 +7,17 @@ its metadata; features are computed later, on the graph, from a FeatureSpec.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from pipelines.features.spec import FeatureSpec
+from pipelines.records.shards import (SchemaError, ShardedSet, bytes_feature, check_shards,
+                                      float_feature, int64_feature, read_schema, serialize)
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "validation", "test")
 STRING_FIELDS = ("id", "emotion", "speaker", "corpus", "gender", "path", "split")
-
-
-class SchemaError(ValueError):
-    """A folder that is not a complete TFRecord set this code can read."""
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -44,20 +39,15 @@ def dequantize(data: bytes) -> np.ndarray:
 
 def encode_example(pcm: bytes, length: int, label: int, meta: dict) -> bytes:
     """Serialise one clip. meta holds the STRING_FIELDS and 'duration'."""
-    import tensorflow as tf
-
-    def b(value):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
     feature = {
-        "waveform": b(pcm),
-        "length": tf.train.Feature(int64_list=tf.train.Int64List(value=[length])),
-        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-        "duration": tf.train.Feature(float_list=tf.train.FloatList(value=[meta["duration"]])),
+        "waveform": bytes_feature(pcm),
+        "length": int64_feature(length),
+        "label": int64_feature(label),
+        "duration": float_feature(meta["duration"]),
     }
     for name in STRING_FIELDS:
-        feature[name] = b(str(meta[name]).encode("utf-8"))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+        feature[name] = bytes_feature(str(meta[name]).encode("utf-8"))
+    return serialize(feature)
 
 
 def feature_description():
@@ -94,63 +84,27 @@ def to_float(pcm):
     return tf.cast(pcm, tf.float32) / 32768.0
 
 
-@dataclasses.dataclass(frozen=True)
-class TFRecordSet:
+class TFRecordSet(ShardedSet):
     """A complete TFRecord set on disk, validated against its schema."""
-
-    folder: Path
-    schema: dict
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.schema["labels"])
 
     @property
     def spec(self) -> FeatureSpec:
         return FeatureSpec.from_dict(self.schema["feature_spec"])
-
-    def files(self, split: str) -> list[str]:
-        if split not in self.schema["splits"]:
-            raise SchemaError(f"{self.folder}: no split {split!r}; "
-                              f"it has {', '.join(self.schema['splits'])}")
-        return [str(self.folder / s["file"]) for s in self.schema["shards"] if s["split"] == split]
-
-    def examples(self, split: str) -> int:
-        return int(self.schema["splits"].get(split, {}).get("examples", 0))
-
-    def class_counts(self, split: str) -> dict[str, int]:
-        return dict(self.schema["splits"].get(split, {}).get("emotions", {}))
-
-    def bytes(self, split: str) -> int:
-        return sum(s["bytes"] for s in self.schema["shards"] if s["split"] == split)
-
-    def manifest(self) -> pd.DataFrame:
-        return pd.read_csv(self.folder / "manifest.csv", dtype={"speaker": str, "id": str},
-                           keep_default_na=False)
 
 
 def open_set(folder) -> TFRecordSet:
     """Open and validate a TFRecord set; SchemaError with a one-line reason otherwise."""
     folder = Path(folder)
     schema_path = folder / "schema.json"
-    if not folder.is_dir():
-        raise SchemaError(f"{folder}: no such TFRecord folder (build one with "
-                          "python -m pipelines.build)")
-    if not schema_path.is_file():
-        raise SchemaError(f"{folder}: no schema.json, so not a complete TFRecord set "
-                          "(an interrupted build?); rebuild it with python -m pipelines.build")
-    try:
-        schema = json.loads(schema_path.read_text())
-    except json.JSONDecodeError as err:
-        raise SchemaError(f"{schema_path}: not valid JSON ({err})") from None
+    schema = read_schema(
+        folder, "no such TFRecord folder (build one with python -m pipelines.build)",
+        "no schema.json, so not a complete TFRecord set (an interrupted build?); rebuild it "
+        "with python -m pipelines.build")
     version = schema.get("schema_version")
     if version != SCHEMA_VERSION:
         raise SchemaError(f"{schema_path}: schema version {version}, but this code reads version "
                           f"{SCHEMA_VERSION}; rebuild with python -m pipelines.build --force")
     if schema.get("kind") != "waveforms":
         raise SchemaError(f"{schema_path}: kind {schema.get('kind')!r} is not a waveform set")
-    for shard in schema["shards"]:
-        path = folder / shard["file"]
-        if not path.is_file() or path.stat().st_size != shard["bytes"]:
-            raise SchemaError(f"{path}: shard missing or not the size schema.json records")
+    check_shards(folder, schema)
     return TFRecordSet(folder, schema)

@@ -68,7 +68,7 @@ def explain_model(loaded, clips, method: str, layer: str | None, out, per_class:
             rows += [{"emotion": emotion, "channel": c, "mean_attribution": float(v)}
                      for c, v in enumerate(means[emotion].mean(axis=0))]
         if explainer.encoder is not None and explainer.layer:  # Whisper: maps over time only
-            from zoo.xai.whisper_report import write_timing
+            from zoo.xai.timing import write_timing
 
             summary["timing"], images[f"{method}/time_profiles"] = write_timing(
                 maps, clips, loaded, explainer.layer, out)
