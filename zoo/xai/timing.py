@@ -10,6 +10,8 @@ silence around the speech (about half the frames of these untrimmed corpus clips
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
