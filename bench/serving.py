@@ -147,7 +147,14 @@ def paths_for(signature, model, spec):
     import tensorflow as tf
 
     def graph(waves):
-        return signature(waveform=tf.constant(np.stack(waves)))["probabilities"].numpy()
+        out = signature(waveform=tf.constant(np.stack(waves)))
+        if "logits" not in out:
+            return out["probabilities"].numpy()
+        # exports with reliability outputs calibrate `probabilities`; the model's own (what the
+        # librosa paths compute) are softmax(logits)
+        logits = out["logits"].numpy()
+        p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return p / p.sum(axis=-1, keepdims=True)
 
     def eager(waves):
         x = np.stack([librosa_features(w, spec) for w in waves])

@@ -41,9 +41,10 @@ class CumProd(keras.layers.Layer):
 
 def small_export(base, name="mfcc_cnn", layer=None):
     """An untrained export big enough for int8 to quantise something (conv weights of 1024
-    values or more), in seconds."""
+    values or more), in seconds; calibrated with T = 1.7, which the .tflite must apply too."""
     from zoo.export.savedmodel import export
     from zoo.models.registry import build_model, get_entry
+    from zoo.export.reliability import Reliability
 
     spec = get_entry(name).default_spec()
     keras.utils.set_random_seed(3)
@@ -51,7 +52,8 @@ def small_export(base, name="mfcc_cnn", layer=None):
     if layer is not None:
         inputs = keras.Input((None, spec.channels), name="features")
         model = keras.Model(inputs, model(layer(inputs)))
-    return export(model, spec, TINY_LABELS, base, name, card="lite test model")
+    return export(model, spec, TINY_LABELS, base, name, card="lite test model",
+                  reliability=Reliability(temperature=1.7))
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +100,7 @@ def test_outputs_match_the_savedmodel(converted, reference, mode):
         if mode in ("none", "float16"):
             assert got.argmax() == ref.argmax()
     assert record["check"]["max_abs_diff"] <= TOLERANCE[mode]
+    assert record["reliability"]["temperature"] == 1.7
 
 
 def test_the_label_output_and_any_clip_length(converted, reference):

@@ -112,13 +112,14 @@ class LiteModule(tf.Module):
     window zero-padded, pipelines.features.extract.compute, the model), with the batch size fixed at 1
     in every shape so that TFLite can lower the new-axis slices."""
 
-    def __init__(self, model, spec, labels: list[str]):
+    def __init__(self, model, spec, labels: list[str], temperature: float = 1.0):
         super().__init__()
         from zoo.export.savedmodel import _Untracked
 
         self._keras = _Untracked(model)
         self.spec = spec
         self.labels = tf.constant(labels)
+        self.temperature = float(temperature)  # the export's calibration (zoo.export.reliability)
 
     @tf.function(input_signature=[tf.TensorSpec([1, None], tf.float32, name="waveform")])
     def serve(self, waveform):
@@ -131,6 +132,11 @@ class LiteModule(tf.Module):
             features, _ = F.compute(waveform, tf.reshape(samples, [1]), self.spec)
             features = tf.reshape(features, [1, -1, self.spec.channels])
         probabilities = self._keras.value(features, training=False)
+        if self.temperature != 1.0:  # as the SavedModel: softmax(log p / T)
+            from zoo.export.reliability import FLOOR
+
+            logits = tf.math.log(tf.maximum(probabilities, FLOOR))
+            probabilities = tf.nn.softmax(logits / self.temperature, axis=-1)
         label = tf.gather(self.labels, tf.argmax(probabilities, axis=-1))
         return {"probabilities": probabilities, "label": label}
 
@@ -261,7 +267,9 @@ def convert(model_path, out, quantize: str = "none", data=None, int8: str = "wei
     clips = calibration_clips(data, calibration, seed, progress) if full else None
     checks = check_clips() + (split_clips(data, "validation", CHECK_REAL, seed, False)
                               if data else [])
-    module = LiteModule(load_keras(path), spec, list(info["labels"]))
+    reliability = info.get("reliability") or {}
+    module = LiteModule(load_keras(path), spec, list(info["labels"]),
+                        reliability.get("temperature", 1.0))
     with tempfile.TemporaryDirectory(prefix="zoo-lite-") as tmp, lite_formulation(spec) as made:
         signatures = {SIGNATURE: module.serve.get_concrete_function()}
         save_signatures(module, Path(tmp), signatures)
@@ -288,6 +296,9 @@ def convert(model_path, out, quantize: str = "none", data=None, int8: str = "wei
                     "label": ["string", [1]]},
         "labels": list(info["labels"]),
         "feature_spec": spec.to_dict(),
+        # temperature applied inside; speech_ratio and status are computed beside the
+        # interpreter by zoo.predict / zoo.evaluate with these parameters
+        **({"reliability": reliability} if reliability else {}),
         "source_export": str(path),
         "source": {k: info.get(k) for k in ("name", "version")},
         "quantization": quantize_record(quantize, int8, data, clips, calibration, seed),
