@@ -1,4 +1,4 @@
-"""Decode + resample to 16 kHz: pipelines.audio.load against librosa.load, same files, same process.
+"""Decode + resample to 16 kHz: pipelines.audio.decode.load against librosa.load, same files, same process.
 
     python bench/audio_decode.py [--corpora DIR] [--flacs 200] [--repeat 5] [--out FILE]
 
@@ -26,8 +26,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.io import write_text_atomic as write_text  # noqa: E402
-from pipelines.audio import load  # noqa: E402
+from pipelines.common.io import write_text_atomic as write_text  # noqa: E402
+from pipelines.audio.decode import load  # noqa: E402
 
 
 def pick_files(corpora: Path, flacs: int) -> list[tuple[str, Path]]:

@@ -45,8 +45,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    from pipelines.build import build
-    from pipelines.tfenv import quiet_tensorflow
+    from pipelines.records.build import build
+    from pipelines.common.tfenv import quiet_tensorflow
 
     quiet_tensorflow()
     tf_import_s = time.perf_counter() - start

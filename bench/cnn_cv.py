@@ -18,7 +18,7 @@ RAVDESS actor of the corpora, in the SVM cross-validation's folds (actors 1, 6, 
 
 and records test UA of the trained head, the plain re-fitted head and the per-speaker head.
 With --speaker-groups G, step 2 trains with the embedding standardised per speaker
-(`zoo.train --speaker-groups G`, zoo/speaker_groups.py) and step 3 is left out: that run already
+(`zoo.train --speaker-groups G`, zoo/training/speaker_groups.py) and step 3 is left out: that run already
 ends with a plain head fitted after training and its trained per-speaker head.
 Every step runs in its own process and leaves its output in --work; a fold whose results are
 there is not run again, so an interrupted run resumes (a half-trained fold resumes from its
@@ -89,7 +89,7 @@ def run_fold(k: int, test: list[str], validation: list[str], args, root: Path) -
              str(args.epochs), "--patience", str(args.epochs), "--set", FILTERS, *groups,
              "--run-dir", str(work / "run"), "--export", str(exports)], log)
     run_metrics = json.loads((work / "run" / "metrics.json").read_text())
-    if args.speaker_groups:  # the run's export has both heads already (zoo.speaker_groups)
+    if args.speaker_groups:  # the run's export has both heads already (zoo.training.speaker_groups)
         heads = {"plain_head": run_metrics, "speaker_head": run_metrics["speaker_norm"]}
     else:
         refitted = exports / args.model / "2"

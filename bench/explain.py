@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="explain", help="results name (bench/results/NAME)")
     args = parser.parse_args(argv)
 
-    from pipelines.tfenv import quiet_tensorflow
+    from pipelines.common.tfenv import quiet_tensorflow
 
     quiet_tensorflow()
     import keras
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
         loaded = load_model(args.model)
         model, name, channels = loaded.model, loaded.name, loaded.spec.channels
     else:
-        from zoo.registry import build_model, get_entry
+        from zoo.models.registry import build_model, get_entry
 
         keras.utils.set_random_seed(0)
         spec = get_entry("mfcc_cnn").default_spec()

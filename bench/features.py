@@ -98,11 +98,11 @@ def main(argv=None) -> int:
 
     import soundfile as sf
 
-    from pipelines.tfenv import quiet_tensorflow
+    from pipelines.common.tfenv import quiet_tensorflow
 
     tf = quiet_tensorflow()
-    from pipelines import features as F
-    from pipelines.spec import FeatureSpec, logmel_spec, mfcc_spec
+    from pipelines.features import extract as F
+    from pipelines.features.spec import FeatureSpec, logmel_spec, mfcc_spec
 
     root = corpora_root(args.corpora)
     rows = spread(manifest(root), args.clips)

@@ -64,21 +64,21 @@ def main(argv=None) -> int:
                         help="batches per epoch (default: the whole train split)")
     args = parser.parse_args(argv)
 
-    from pipelines.tfenv import quiet_tensorflow
+    from pipelines.common.tfenv import quiet_tensorflow
 
     tf = quiet_tensorflow()
     import keras
 
-    from pipelines.dataset import make_dataset
-    from pipelines.spec import FeatureSpec
-    from pipelines.tfrecord import open_set
+    from pipelines.records.dataset import make_dataset
+    from pipelines.features.spec import FeatureSpec
+    from pipelines.records.tfrecord import open_set
 
     scratch = None
     build_s = None
     if args.data:
         data = Path(args.data)
     else:
-        from pipelines.build import build
+        from pipelines.records.build import build
 
         scratch = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
         data = scratch / "all"

@@ -12,7 +12,7 @@ clips of --data), in one process:
 - on the test split of --data, each clip alone: the share of clips whose label is the
   SavedModel's (serving signature, zoo.evaluate), the largest probability difference, and UA of
   both with the difference in points;
-- latency for a 3 s clip (zoo.serving_check.synthetic_clip), numpy in to probabilities out:
+- latency for a 3 s clip (zoo.export.check.synthetic_clip), numpy in to probabilities out:
   LiteRT (signature runner, input resized to the clip) and the loaded SavedModel's
   serving_default at batch 1, called in turn in every repetition after warm-up; p50 / p95 and
   the ratio. LiteRT gets --threads threads (default: this machine's cores, as TensorFlow uses).
@@ -70,11 +70,11 @@ def agreement(reference, lite) -> dict:
 
 
 def bench_export(export: Path, args, rows, waves, out: Path) -> dict:
-    from pipelines.tfenv import quiet_tensorflow
-    from zoo.evaluate import evaluate
-    from zoo.lite import convert, source_size
-    from zoo.lite_runner import LiteError, LiteRunner
-    from zoo.serving_check import synthetic_clip
+    from pipelines.common.tfenv import quiet_tensorflow
+    from zoo.evaluation.evaluate import evaluate
+    from zoo.export.lite import convert, source_size
+    from zoo.inference.lite import LiteError, LiteRunner
+    from zoo.export.check import synthetic_clip
 
     tf = quiet_tensorflow()
     reference, ref_pred = evaluate(export, rows, waves)
@@ -186,11 +186,11 @@ def main(argv=None) -> int:
     if "none" in args.variants:  # the float32 .tflite first: the others' sizes are against it
         args.variants = ["none"] + [v for v in args.variants if v != "none"]
 
-    from pipelines.tfenv import quiet_tensorflow
+    from pipelines.common.tfenv import quiet_tensorflow
 
     tf = quiet_tensorflow()
-    from zoo.evaluate import clips_from_tfrecords
-    from zoo.lite import litert_version
+    from zoo.evaluation.evaluate import clips_from_tfrecords
+    from zoo.export.lite import litert_version
 
     load_before = load_average()
     args.models = [str(REPO / m) if not Path(m).is_absolute() else m for m in args.models]

@@ -7,7 +7,7 @@ clips, same process.
 
 Models: the highest version of every model under --root (shipped); if none is there, an
 untrained export of each registered features model (the output says which). Clips: fixed
-synthetic speech-like clips (zoo.serving_check.synthetic_clip) of 1 s, 3 s and 10 s.
+synthetic speech-like clips (zoo.export.check.synthetic_clip) of 1 s, 3 s and 10 s.
 
 - Latency, batch 1: p50 / p95 milliseconds of one request per clip length, from numpy in to
   probabilities out, for (a) the loaded SavedModel's serving_default signature (what TF Serving
@@ -100,8 +100,8 @@ def whisper_features(y: np.ndarray, spec) -> np.ndarray:
 # ---------------------------------------------------------------- models
 
 def shipped_models(root: Path) -> dict[str, Path]:
-    from zoo.layout import read_export, resolve_version
-    from zoo.serving import ServingError, find_models
+    from zoo.export.layout import read_export, resolve_version
+    from zoo.export.serving import ServingError, find_models
 
     try:
         found = find_models(root)
@@ -118,8 +118,8 @@ def shipped_models(root: Path) -> dict[str, Path]:
 def untrained_models(base: Path, only=None) -> dict[str, Path]:
     import keras
 
-    from zoo.export import export
-    from zoo.registry import build_model, get_entry, list_models
+    from zoo.export.savedmodel import export
+    from zoo.models.registry import build_model, get_entry, list_models
 
     out = {}
     for name in list_models():
@@ -207,11 +207,11 @@ def bench_model(name: str, folder: Path, args) -> dict:
     import keras
     import tensorflow as tf
 
-    import zoo.layers  # noqa: F401 - custom layers for loading model.keras
-    from pipelines import features as F
-    from pipelines.spec import FeatureSpec
-    from zoo.layout import SIGNATURE_DEFAULT, read_export
-    from zoo.serving_check import synthetic_clip
+    import zoo.models.layers  # noqa: F401 - custom layers for loading model.keras
+    from pipelines.features import extract as F
+    from pipelines.features.spec import FeatureSpec
+    from zoo.export.layout import SIGNATURE_DEFAULT, read_export
+    from zoo.export.check import synthetic_clip
 
     info = read_export(folder)
     spec = FeatureSpec.from_dict(info["feature_spec"])
@@ -294,13 +294,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "serving.json"))
     args = parser.parse_args(argv)
 
-    from pipelines.tfenv import quiet_tensorflow
+    from pipelines.common.tfenv import quiet_tensorflow
 
     tf = quiet_tensorflow()
     import keras
     import librosa
 
-    from pipelines.io import write_json_atomic
+    from pipelines.common.io import write_json_atomic
 
     load_before = load_average()
     models = shipped_models(Path(args.root))

@@ -21,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.tfenv import quiet_tensorflow  # noqa: E402
+from pipelines.common.tfenv import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 
-from pipelines.io import write_json_atomic  # noqa: E402
-from zoo.evaluate import clips_from_tfrecords, evaluate  # noqa: E402
-from zoo.layout import read_export, versions  # noqa: E402
+from pipelines.common.io import write_json_atomic  # noqa: E402
+from zoo.evaluation.evaluate import clips_from_tfrecords, evaluate  # noqa: E402
+from zoo.export.layout import read_export, versions  # noqa: E402
 
 
 def summary(metrics: dict) -> dict:

@@ -1,5 +1,5 @@
-"""Benchmark: speech activity (pipelines.speech_activity) on every clip of the shared corpora
-and on the synthetic non-speech set (pipelines.synthetic); the no_speech threshold chosen on a
+"""Benchmark: speech activity (pipelines.audio.speech_activity) on every clip of the shared corpora
+and on the synthetic non-speech set (pipelines.audio.synthetic); the no_speech threshold chosen on a
 tuning part and reported on the rest; the cost against the features and the served models.
 
     python bench/speech_activity.py [--corpora DIR] [--batch 32] [--repeats 100] [--limit N]
@@ -8,7 +8,7 @@ tuning part and reported on the rest; the cost against the features and the serv
 Parts. Tuning: RAVDESS actors 01-10 and the synthetic clips of seeds 0 and 1. Held out: RAVDESS
 actors 11-20, TESS, SAVEE, nEMO and the synthetic clips of seeds 2 and 3 (the words inside them
 are cut from the same 98 demo clips, RAVDESS actors 01-07, as the tuning seeds' words). The
-detector's other parameters (pipelines.speech_activity.DEFAULT_PARAMS) were also set by
+detector's other parameters (pipelines.audio.speech_activity.DEFAULT_PARAMS) were also set by
 looking at the tuning part only.
 
 Threshold rule (on the tuning part only): the largest threshold on speech_ratio, in steps of
@@ -21,7 +21,7 @@ The results are given at that threshold and at DEFAULT_PARAMS.no_speech_threshol
 trade-off table over thresholds on the held-out part.
 
 Cost: 3 s clips, batch 1 and batch 32, after warm-up, interleaved in one process: speech_ratio
-in a tf.function (as a serving graph runs it; also with XLA), pipelines.features.compute with
+in a tf.function (as a serving graph runs it; also with XLA), pipelines.features.extract.compute with
 the zoo's MFCC spec, the shipped CNNs (savedmodels/: features + network in one graph, the same
 graph with speech_ratio added, as an export would run it, and the export's serving_default).
 Median and p95 ms. Writes bench/results/speech_activity.json; --figure
@@ -104,7 +104,7 @@ def real_ratios(table: pd.DataFrame, ratio_fn, batch: int) -> tuple[np.ndarray, 
     batch of clips of similar length at a time."""
     from tqdm import tqdm
 
-    from pipelines.audio import AudioError, load, probe
+    from pipelines.audio.decode import AudioError, load, probe
 
     durations = []
     for path in table["path"]:
@@ -132,7 +132,7 @@ def real_ratios(table: pd.DataFrame, ratio_fn, batch: int) -> tuple[np.ndarray, 
 def synthetic_ratios(ratio_fn, batch: int) -> pd.DataFrame:
     from tqdm import tqdm
 
-    from pipelines.synthetic import synthetic_set
+    from pipelines.audio.synthetic import synthetic_set
 
     clips = synthetic_set(seeds=TUNE_SEEDS + HELD_OUT_SEEDS)
     ratios = np.zeros(len(clips))
@@ -250,11 +250,11 @@ def cost(table: pd.DataFrame, repeats: int) -> dict:
     import keras
     import tensorflow as tf
 
-    import zoo.layers  # noqa: F401 - the zoo's custom layers, for model.keras
-    from pipelines import features as F
-    from pipelines import speech_activity as S
-    from pipelines.audio import load
-    from pipelines.spec import FeatureSpec
+    import zoo.models.layers  # noqa: F401 - the zoo's custom layers, for model.keras
+    from pipelines.features import extract as F
+    from pipelines.audio import speech_activity as S
+    from pipelines.audio.decode import load
+    from pipelines.features.spec import FeatureSpec
     from zoo.models import zoo_mfcc_spec
 
     spec = zoo_mfcc_spec()
@@ -334,10 +334,10 @@ def cost(table: pd.DataFrame, repeats: int) -> dict:
 def figure(path: Path, table: pd.DataFrame, params) -> None:
     """Per-frame cues and decisions of a tuning RAVDESS clip, a word inside a melody and a
     chord sequence."""
-    from pipelines import speech_activity as S
-    from pipelines.audio import load
-    from pipelines.figures import pyplot, save_png
-    from pipelines.synthetic import make, with_word
+    from pipelines.audio import speech_activity as S
+    from pipelines.audio.decode import load
+    from pipelines.common.figures import pyplot, save_png
+    from pipelines.audio.synthetic import make, with_word
 
     examples = [("RAVDESS Actor_01 (speech)", load(table[table["part"] == "tune"]["path"]
                                                    .iloc[0])),
@@ -396,12 +396,12 @@ def main(argv=None) -> int:
 
 def run(args) -> int:
     root = corpora_root(args.corpora)
-    from pipelines.tfenv import quiet_tensorflow
+    from pipelines.common.tfenv import quiet_tensorflow
 
     quiet_tensorflow()
     import tensorflow as tf
 
-    from pipelines import speech_activity as S
+    from pipelines.audio import speech_activity as S
 
     params = S.DEFAULT_PARAMS
     graph = tf.function(lambda w, n: S.speech_ratio(w, n, params), input_signature=[

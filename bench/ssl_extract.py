@@ -42,8 +42,8 @@ def clips(n: int, seconds: float = CLIP_SECONDS, seed: int = 0) -> np.ndarray:
 def time_encoder(name: str, batch_sizes, n_clips: int, repeats: int) -> list[dict]:
     import transformers
 
-    from pipelines.embeddings import make_runner
-    from pipelines.ssl_encoder import PaddingSafeEncoder
+    from pipelines.encoders.embed import make_runner
+    from pipelines.encoders.ssl import PaddingSafeEncoder
 
     config = transformers.HubertConfig() if name == "hubert" else transformers.Wav2Vec2Config()
     model_cls = transformers.TFHubertModel if name == "hubert" else transformers.TFWav2Vec2Model
@@ -83,8 +83,8 @@ def record_sizes(hidden: int = 768, n_pooled: int = 1000, n_frames: int = 50) ->
     """Bytes per 1,000 clips: pooled float32 vectors (2 x hidden) and 3 s frame sequences."""
     import tensorflow as tf
 
-    from pipelines.embedding_set import encode_example
-    from pipelines.ssl_encoder import frame_count
+    from pipelines.records.embedding_set import encode_example
+    from pipelines.encoders.ssl import frame_count
 
     rng = np.random.default_rng(0)
     meta = {"id": "ravdess/03-01-05-02-01-01-12", "speaker": "ravdess_12",
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" /
                                               "ssl_extract.json"))
     args = parser.parse_args(argv)
-    from pipelines.tfenv import _quiet_stderr, quiet_tensorflow
+    from pipelines.common.tfenv import _quiet_stderr, quiet_tensorflow
 
     tf = quiet_tensorflow()
     with _quiet_stderr():
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
         "results": rows,
         "tfrecord_size_per_1000_clips": record_sizes(),
     }
-    from pipelines.io import write_json_atomic
+    from pipelines.common.io import write_json_atomic
 
     write_json_atomic(args.out, result)
     print(json.dumps(result["tfrecord_size_per_1000_clips"]))

@@ -47,17 +47,17 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.tfenv import quiet_tensorflow  # noqa: E402
+from pipelines.common.tfenv import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 
 from bench._common import write_results  # noqa: E402
-from pipelines.features import compute_many  # noqa: E402
-from pipelines.tfrecord import open_set  # noqa: E402
-from zoo.evaluate import clips_from_tfrecords  # noqa: E402
-from zoo.metrics import report  # noqa: E402
+from pipelines.features.extract import compute_many  # noqa: E402
+from pipelines.records.tfrecord import open_set  # noqa: E402
+from zoo.evaluation.evaluate import clips_from_tfrecords  # noqa: E402
+from zoo.evaluation.metrics import report  # noqa: E402
 from zoo.models import zoo_mfcc_spec  # noqa: E402
-from zoo.embedding_heads import speaker_standardize_np  # noqa: E402
+from zoo.training.embedding_heads import speaker_standardize_np  # noqa: E402
 
 SPLITS = ("train", "validation", "test")
 FEATURE_SETS = ("mfcc", "mfcc+delta+logmel")

@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.tfenv import quiet_tensorflow  # noqa: E402
+from pipelines.common.tfenv import quiet_tensorflow  # noqa: E402
 
 BATCH = 32
 CLIP_SECONDS = 3.0
@@ -39,7 +39,7 @@ def compiled_model(name: str, num_classes: int, spec):
     """The model as zoo.train compiles it (AdamW, sparse cross-entropy, accuracy)."""
     import keras
 
-    from zoo.registry import build_model
+    from zoo.models.registry import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model(name, num_classes, spec)
@@ -110,10 +110,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     quiet_tensorflow()
-    from pipelines.dataset import make_dataset
-    from pipelines.io import write_json_atomic
-    from pipelines.tfrecord import open_set
-    from zoo.registry import get_entry, list_models
+    from pipelines.records.dataset import make_dataset
+    from pipelines.common.io import write_json_atomic
+    from pipelines.records.tfrecord import open_set
+    from zoo.models.registry import get_entry, list_models
 
     tfset = open_set(args.data)
     names = args.models.split(",") if args.models else [

@@ -21,7 +21,7 @@ Whisper's silence value (equal to WhisperFeatureExtractor's, tests/test_whisper.
 baseline is encoder only while the zoo's figures include front end and pooling. Also timed for
 reference: CTranslate2 on the clip's own 301 frames (what context `clip` computes).
 
-Clips: real RAVDESS clips cut or zero-padded to exactly 3 s (pipelines.audio.load) when the
+Clips: real RAVDESS clips cut or zero-padded to exactly 3 s (pipelines.audio.decode.load) when the
 shared corpora are there, synthetic noise otherwise (the JSON says which). Each configuration's
 first call (tracing, allocation, one batch's compute) is timed apart; then --repeats passes,
 the configurations interleaved within each pass so that a change of machine load hits all of
@@ -61,7 +61,7 @@ def load_clips(n: int, corpora: str | None) -> tuple[np.ndarray, dict]:
     samples = int(CLIP_SECONDS * SR)
     root = Path(corpora) if corpora else CORPORA
     if (root / "MANIFEST.csv").is_file():
-        from pipelines.audio import load
+        from pipelines.audio.decode import load
 
         rows = manifest(root)
         rows = spread(rows[rows["corpus"] == "ravdess"].sort_values("relpath"), n)
@@ -71,7 +71,7 @@ def load_clips(n: int, corpora: str | None) -> tuple[np.ndarray, dict]:
             waves.append(np.pad(w, (0, samples - len(w))))
         source = {"kind": "real", "corpus": "ravdess", "root": str(root),
                   "files": list(rows["relpath"]),
-                  "how": "pipelines.audio.load (16 kHz mono), first 3 s (zero-padded if "
+                  "how": "pipelines.audio.decode.load (16 kHz mono), first 3 s (zero-padded if "
                          "shorter)"}
         return np.stack(waves).astype(np.float32), source
     rng = np.random.default_rng(0)
@@ -108,13 +108,13 @@ def main(argv=None) -> int:
                         help="leave out context 30s at batch 1 (the slowest row)")
     args = parser.parse_args(argv)
 
-    from pipelines.tfenv import quiet_tensorflow
+    from pipelines.common.tfenv import quiet_tensorflow
 
     tf = quiet_tensorflow()
     import ctranslate2
 
-    from pipelines import features as F
-    from pipelines.embeddings import embed_clips
+    from pipelines.features import extract as F
+    from pipelines.encoders.extract import embed_clips
     from pipelines.encoders.whisper import WhisperEncoder
     from pipelines.encoders.whisper_checkpoint import load_weights, packaged_folder
     from pipelines.encoders.whisper_extract import DEFAULT_TRIM_DB, make_runner, \

@@ -5,7 +5,7 @@
         [--configs 2:3e-5 4:3e-5] [--epochs 12]          -> bench/results/whisper_finetune.json
 
 `prepare` computes every RAVDESS clip's Whisper log-Mel on the graph (the zoo's whisper_logmel
-FeatureSpec: silence trimmed at 40 dB, pipelines.features) and stores it quantised to 8 bits
+FeatureSpec: silence trimmed at 40 dB, pipelines.features.extract) and stores it quantised to 8 bits
 per value (each clip's features span 2.0 below its maximum, so the step is 0.008, a quarter of
 float16's near 1.0 ... enough that the frozen probe scores as on exact features: checked by
 `run --check`), with the converted tiny.en weights beside it (data.npz, weights.npz). The
@@ -47,12 +47,12 @@ C_GRID = (0.003, 0.01, 0.03)
 
 def prepare(args) -> int:
     from bench._common import corpora_root
-    from pipelines.audio import load
+    from pipelines.audio.decode import load
     from pipelines.corpora import read_corpus
     from pipelines.encoders.whisper_checkpoint import load_weights
-    from pipelines.features import compute_many
-    from pipelines.labels import EMOTIONS
-    from pipelines.spec import TRIM_DB, whisper_spec
+    from pipelines.features.extract import compute_many
+    from pipelines.corpora.labels import EMOTIONS
+    from pipelines.features.spec import TRIM_DB, whisper_spec
 
     rows = read_corpus("ravdess", corpora_root(args.corpora) / "ravdess").rows
     emotions = [e for e in EMOTIONS if e != "calm"]  # calm folded into neutral, as the zoo

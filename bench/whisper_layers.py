@@ -46,10 +46,10 @@ TRAIN_SETS = (("ravdess", ("ravdess",)), ("all", ("ravdess", "tess", "savee", "n
 
 def load_set(folder: Path):
     """(vectors [n, dim], labels [n], speakers [n], corpora [n], number of hidden states)."""
-    from pipelines.tfenv import quiet_tensorflow
+    from pipelines.common.tfenv import quiet_tensorflow
 
     tf = quiet_tensorflow()
-    from pipelines.embedding_set import open_embedding_set, parser
+    from pipelines.records.embedding_set import open_embedding_set, parser
 
     eset = open_embedding_set(folder)
     parse = parser(eset.dim)
@@ -70,7 +70,7 @@ def ravdess_folds(speakers, corpora, k: int = FOLDS) -> list[list[str]]:
 
 
 def per_speaker(x: np.ndarray, speakers) -> np.ndarray:
-    from zoo.embedding_heads import speaker_standardize_np
+    from zoo.training.embedding_heads import speaker_standardize_np
 
     return speaker_standardize_np(x, speakers)
 

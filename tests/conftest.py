@@ -41,7 +41,7 @@ def ssl_waveform_set(tmp_path_factory) -> Path:
     """A small waveform set (4 demo actors, 56 clips) in several shards per split."""
     import shutil
 
-    from pipelines.build import build
+    from pipelines.records.build import build
 
     root = tmp_path_factory.mktemp("ssl-data")
     corpus = root / "ravdess"
@@ -89,7 +89,7 @@ def tiny_flags(overrides: dict = TINY) -> list[str]:
 @pytest.fixture(scope="session")
 def demo_set(tmp_path_factory) -> Path:
     """TFRecord set of the bundled 98-clip demo sample: 5/1/1 actors (70/14/14 clips)."""
-    from pipelines.build import build
+    from pipelines.records.build import build
 
     out = tmp_path_factory.mktemp("tfrecords") / "demo"
     build([f"ravdess={DEMO}"], out, validation=0.15, test=0.15, progress=False)
@@ -100,7 +100,7 @@ def demo_set(tmp_path_factory) -> Path:
 def tiny_run(demo_set, tmp_path_factory) -> dict:
     """One finished 1-epoch training run of a tiny mfcc_cnn on the demo set:
     {'run': run folder, 'export': SavedModel version folder, 'metrics': train()'s result}."""
-    from zoo.train import TrainConfig, train
+    from zoo.training.train import TrainConfig, train
 
     base = tmp_path_factory.mktemp("tiny_run")
     metrics = train(TrainConfig(model="mfcc_cnn", data=str(demo_set), epochs=1,
@@ -209,7 +209,7 @@ def built_set(small_corpus, tmp_path_factory) -> Path:
 
     Read-only for tests: copy it (shutil.copytree) before changing anything in it.
     """
-    from pipelines.build import build
+    from pipelines.records.build import build
 
     out = tmp_path_factory.mktemp("tfrecords") / "small"
     build(corpus_args(small_corpus), out, shard_mb=0.5, workers=2, progress=False)
@@ -232,13 +232,13 @@ TINY_LABELS = ["angry", "happy", "neutral", "sad"]
 def tiny_export(tmp_path_factory):
     """A tiny untrained mfcc_cnn exported as savedmodels/mfcc_cnn/1 (the serving tests' model):
     (version folder, labels)."""
-    from pipelines.tfenv import quiet_tensorflow
+    from pipelines.common.tfenv import quiet_tensorflow
 
     quiet_tensorflow()
     import keras
 
-    from zoo.export import export
-    from zoo.registry import build_model, get_entry
+    from zoo.export.savedmodel import export
+    from zoo.models.registry import build_model, get_entry
 
     spec = get_entry("mfcc_cnn").default_spec()
     keras.utils.set_random_seed(1)

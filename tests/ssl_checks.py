@@ -34,7 +34,7 @@ def clips(seed=0, lengths=LENGTHS):
 
 
 def encoder(name, **kw):
-    from pipelines.ssl_encoder import inspect_checkpoint, load_encoder
+    from pipelines.encoders.ssl import inspect_checkpoint, load_encoder
 
     return load_encoder(inspect_checkpoint(CK[name], name.split("-")[0]), **kw)
 
@@ -72,7 +72,7 @@ def check_unpadded_clip_matches_transformers():
 
 def check_shapes_and_pooling():
     """frames [clip frames x hidden]; pooled [2 x hidden] = numpy mean and std of the frames."""
-    from pipelines.ssl_encoder import frame_count, masked_mean_std, select_layer
+    from pipelines.encoders.ssl import frame_count, masked_mean_std, select_layer
 
     wave, length = clips()
     for name in ("hubert", "wav2vec2"):
@@ -97,7 +97,7 @@ def check_padding_does_not_change_a_clip():
     """Each clip's frames and pooled vector are the same alone and padded in a batch, for
     'group' (base) and 'layer' feature-encoder norms; plain transformers on the same padded
     batch without a mask is not (that is what the masking fixes)."""
-    from pipelines.ssl_encoder import masked_mean_std
+    from pipelines.encoders.ssl import masked_mean_std
 
     wave, length = clips()
     for name in ("hubert", "wav2vec2", "wav2vec2-layernorm"):
@@ -141,7 +141,7 @@ def check_do_normalize_follows_the_preprocessor_config():
 
 
 def _error(fn):
-    from pipelines.ssl_encoder import CheckpointError
+    from pipelines.encoders.ssl import CheckpointError
 
     try:
         fn()
@@ -180,8 +180,8 @@ def check_finetune_step_changes_only_the_trained_layers():
     projection, the positional convolution and layer 0 stay bit-identical; layer 1 and the
     head change."""
     from zoo.models.wav2vec2_finetune import build_finetune
-    from zoo.train import TrainConfig
-    from zoo.train_finetune import Trainer
+    from zoo.training.train import TrainConfig
+    from zoo.training.finetune import Trainer
 
     model = build_finetune(7, CK["wav2vec2"], trainable_layers=1)
     trainer = Trainer(model, TrainConfig(model="wav2vec2_finetune", epochs=1, lr=1e-2),
@@ -212,7 +212,7 @@ FINETUNED: dict = {}
 def check_finetune_savedmodel_reloads_with_equal_outputs():
     import tensorflow as tf
 
-    from zoo.export_ssl import export_waveform_classifier
+    from zoo.export.ssl import export_waveform_classifier
 
     if not FINETUNED:
         check_finetune_step_changes_only_the_trained_layers()
@@ -252,7 +252,7 @@ def check_extraction_cli_and_resume():
     """The CLI writes one set per layer; an extraction stopped after two shards and run again
     writes the same bytes as an uninterrupted one, without recomputing finished shards;
     stored vectors are the mean/std of stored frames; batch size 1 gives the same vectors."""
-    from pipelines.embeddings import extract, main
+    from pipelines.encoders.embed import extract, main
 
     assert WAVE is not None, "no waveform set given"
     full = OUT / "emb-full"
@@ -307,7 +307,7 @@ def check_hub_id_loads_the_cached_snapshot():
     import os
 
     from hf_cache import add_snapshot
-    from pipelines.ssl_encoder import inspect_checkpoint, load_encoder
+    from pipelines.encoders.ssl import inspect_checkpoint, load_encoder
 
     cache = OUT / "hf-hub"
     snap = add_snapshot(cache, "ser-zoo/tiny-hubert", Path(CK["hubert-safetensors-pt"]))
@@ -340,7 +340,7 @@ def check_names() -> list[str]:
 
 def main(argv: list[str]) -> int:
     global OUT, WAVE
-    from pipelines.tfenv import quiet_tensorflow
+    from pipelines.common.tfenv import quiet_tensorflow
 
     OUT, WAVE = Path(argv[0]), Path(argv[1])
     quiet_tensorflow()

@@ -93,7 +93,7 @@ def make_all(out) -> dict:
 
 
 if __name__ == "__main__":
-    from pipelines.tfenv import quiet_tensorflow
+    from pipelines.common.tfenv import quiet_tensorflow
 
     quiet_tensorflow()
     print(json.dumps(make_all(sys.argv[1])))

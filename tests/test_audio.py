@@ -1,4 +1,4 @@
-"""pipelines.audio: every supported file decodes to 16 kHz mono float32; every broken one gives an
+"""pipelines.audio.decode: every supported file decodes to 16 kHz mono float32; every broken one gives an
 AudioError that names the file and says why."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from pipelines.audio import AudioError, decode, load, probe, safe_decode
+from pipelines.audio.decode import AudioError, decode, load, probe, safe_decode
 
 TONE_HZ = 440.0
 

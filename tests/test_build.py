@@ -22,8 +22,8 @@ import pytest
 import soundfile as sf
 
 from conftest import BAD_FILES, REPO, corpus_args, synthetic_tone
-from pipelines.build import BuildError, build, main
-from pipelines.tfrecord import (
+from pipelines.records.build import BuildError, build, main
+from pipelines.records.tfrecord import (
     SCHEMA_VERSION, SPLITS, SchemaError, dequantize, open_set, quantize,
 )
 
@@ -35,7 +35,7 @@ def read_examples(folder) -> dict[str, dict]:
     """Every example of a set, by id, with the split its shard belongs to."""
     import tensorflow as tf
 
-    from pipelines.tfrecord import parse_example
+    from pipelines.records.tfrecord import parse_example
 
     tfset = open_set(folder)
     examples = {}
@@ -121,7 +121,7 @@ def _edit_schema(folder: Path, **changes) -> None:
 
 
 def test_wrong_schema_version_is_a_clear_error(set_copy):
-    from pipelines.dataset import make_dataset
+    from pipelines.records.dataset import make_dataset
 
     _edit_schema(set_copy, schema_version=SCHEMA_VERSION + 1)
     message = rf"schema version {SCHEMA_VERSION + 1}, but this code reads version " \
@@ -218,7 +218,7 @@ def test_failure_while_swapping_folders_keeps_the_previous_set(set_copy, small_c
 
 KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
-    import pipelines.build as B
+    import pipelines.records.build as B
 
     real = B.encode_example
     count = 0

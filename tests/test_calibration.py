@@ -1,4 +1,4 @@
-"""zoo.calibration on synthetic predictions whose true calibration is known: temperature
+"""zoo.export.calibration on synthetic predictions whose true calibration is known: temperature
 scaling recovers the temperature that made them, ECE is ~0 for calibrated and large for
 over-confident probabilities, the reliability diagram is written, the low-confidence threshold
 sits where the accuracy crosses its level."""
@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from zoo import calibration as C
+from zoo.export import calibration as C
 
 CLASSES = 7
 

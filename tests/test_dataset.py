@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import features as F
-from pipelines.augment import Augment
-from pipelines.dataset import class_weights, make_dataset
-from pipelines.spec import FeatureSpec, mfcc_spec
-from pipelines.tfrecord import open_set
+from pipelines.features import extract as F
+from pipelines.audio.augment import Augment
+from pipelines.records.dataset import class_weights, make_dataset
+from pipelines.features.spec import FeatureSpec, mfcc_spec
+from pipelines.records.tfrecord import open_set
 
 # SpecAugment and nothing else: no crop, speed, gain or noise
 MASKS_ONLY = Augment(speed=None, gain_db=0.0, noise_snr_db=None, noise_prob=0.0,

@@ -15,8 +15,8 @@ import requests
 import soundfile as sf
 
 from conftest import REPO, subprocess_env
-from pipelines import download
-from pipelines.download import DATASETS, main
+from pipelines.corpora import download
+from pipelines.corpora.download import DATASETS, main
 
 
 def _audio(fmt: str) -> bytes:

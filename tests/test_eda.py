@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from pipelines.eda import main
+from pipelines.exploration.eda import main
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = ("manifest.csv", "skipped.csv", "sample_rates.csv", "summary.md", "duration_hist.png",

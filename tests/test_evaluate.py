@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from conftest import DEMO
-from zoo.evaluate import clips_from_tfrecords, evaluate, main
-from zoo.metrics import full_report
+from zoo.evaluation.evaluate import clips_from_tfrecords, evaluate, main
+from zoo.evaluation.metrics import full_report
 
 JSON_KEYS = {"ua", "wa", "macro_f1", "n", "per_class", "per_corpus", "confusion", "labels"}
 
@@ -124,7 +124,7 @@ def test_speaker_norm_is_refused_for_unnormalised_features(demo_set, tmp_path, c
     """A model whose FeatureSpec says normalization 'none' has no statistics to swap in."""
     import json
 
-    from pipelines.spec import mfcc_spec
+    from pipelines.features.spec import mfcc_spec
 
     export = tmp_path / "mfcc_cnn" / "1"
     export.mkdir(parents=True)

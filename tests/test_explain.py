@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.tfenv import quiet_tensorflow
+from pipelines.common.tfenv import quiet_tensorflow
 
 quiet_tensorflow()
 
 import keras  # noqa: E402
 
-from zoo.registry import build_model, get_entry  # noqa: E402
+from zoo.models.registry import build_model, get_entry  # noqa: E402
 from zoo.xai import sanity  # noqa: E402
 from zoo.xai.attribution import AttributionError, Explainer  # noqa: E402
 from zoo.xai.data import Clips, pad  # noqa: E402
@@ -164,7 +164,7 @@ def test_ssl_heads_are_explained_over_their_dimensions():
 
 
 def run_cli(argv, capsys):
-    from zoo.explain import main
+    from zoo.xai.explain import main
 
     rc = main(argv)
     out, err = capsys.readouterr()

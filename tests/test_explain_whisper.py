@@ -13,18 +13,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.tfenv import quiet_tensorflow
+from pipelines.common.tfenv import quiet_tensorflow
 
 tf = quiet_tensorflow()
 import keras  # noqa: E402
 
 from pipelines.encoders.whisper import WhisperEncoder  # noqa: E402
-from pipelines.spec import whisper_spec  # noqa: E402
-from zoo.registry import build_model  # noqa: E402
+from pipelines.features.spec import whisper_spec  # noqa: E402
+from zoo.models.registry import build_model  # noqa: E402
 from zoo.xai import sanity  # noqa: E402
 from zoo.xai.attribution import AttributionError, Explainer  # noqa: E402
 from zoo.xai.data import Clips, pad  # noqa: E402
-from zoo.xai.whisper import EncoderForward, frames_to_input, train_permuted  # noqa: E402
+from zoo.xai.permuted import train_permuted  # noqa: E402
+from zoo.xai.whisper import EncoderForward, frames_to_input  # noqa: E402
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 
@@ -174,7 +175,7 @@ def test_faithfulness_runs_with_the_band_mean_baseline(model):
 
 
 def test_permuted_label_models_keep_the_pretrained_encoder(model, monkeypatch):
-    monkeypatch.setattr("zoo.xai.whisper.PERMUTED_HEAD_EPOCHS", 5)
+    monkeypatch.setattr("zoo.xai.permuted.PERMUTED_HEAD_EPOCHS", 5)
     clips = random_clips(8)
     runs = train_permuted(model, clips, epochs=1, retrain_top=1)
     trained = model.get_layer("whisper_encoder").w
@@ -223,7 +224,7 @@ def demo_corpus(tmp_path_factory):
 
 
 def run_cli(argv, capsys):
-    from zoo.explain import main
+    from zoo.xai.explain import main
 
     rc = main(argv)
     out, err = capsys.readouterr()

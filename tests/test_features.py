@@ -15,8 +15,8 @@ import pytest
 import soundfile as sf
 import tensorflow as tf
 
-from pipelines import features as F
-from pipelines.spec import FeatureSpec, logmel_spec, mfcc_spec
+from pipelines.features import extract as F
+from pipelines.features.spec import FeatureSpec, logmel_spec, mfcc_spec
 
 SR, N_FFT, WIN, HOP = 16000, 512, 400, 160
 LOGMEL = logmel_spec(normalization="none", remove_dc=False)
@@ -107,7 +107,7 @@ def test_logmel_and_mfcc_match_librosa_on_real_clips(parity_clips, index):
 
 
 def test_feature_extractor_layer_matches_compute_one(parity_clips):
-    from pipelines.features import FeatureExtractor
+    from pipelines.features.extract import FeatureExtractor
 
     y = next(iter(parity_clips.values()))
     layer = FeatureExtractor(MFCC)
@@ -120,7 +120,7 @@ def test_model_with_feature_extractor_saves_and_loads(parity_clips, tmp_path):
     """The layer is the front of exported models: a .keras file must load with equal output."""
     import keras
 
-    from pipelines.features import FeatureExtractor
+    from pipelines.features.extract import FeatureExtractor
 
     wave = keras.Input((None,), name="waveform")
     length = keras.Input((), dtype="int32", name="length")

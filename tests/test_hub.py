@@ -18,7 +18,7 @@ from hf_cache import add_snapshot  # noqa: E402
 
 from pipelines.encoders import hub  # noqa: E402
 from pipelines.encoders import whisper_checkpoint as wc  # noqa: E402
-from pipelines.ssl_encoder import CheckpointError, inspect_checkpoint  # noqa: E402
+from pipelines.encoders.ssl import CheckpointError, inspect_checkpoint  # noqa: E402
 
 HUBERT = "facebook/hubert-base-ls960"
 
@@ -157,8 +157,8 @@ def test_local_folder_shaped_like_a_hub_id_is_a_folder(hf_cache, tmp_path, monke
 
 def test_cli_errors_for_an_unknown_id_are_one_line(hf_cache, ssl_waveform_set, tmp_path,
                                                      capsys):
-    from pipelines.embeddings import main as embeddings_main
-    from zoo.train import main as train_main
+    from pipelines.encoders.embed import main as embeddings_main
+    from zoo.training.train import main as train_main
 
     rc = embeddings_main(["--encoder", "hubert", "--checkpoint", "facebook/hubert-x",
                           "--data", str(ssl_waveform_set), "--quiet"])
@@ -260,7 +260,7 @@ def test_ctranslate2_repository_by_hub_id(hf_cache):
 # ---------------------------------------------------------------- what is fetched, and errors
 
 def test_only_the_files_the_zoo_reads_are_fetched():
-    from pipelines.ssl_encoder import hub_files as ssl_files
+    from pipelines.encoders.ssl import hub_files as ssl_files
 
     whisper_repo = ["config.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5",
                     "flax_model.msgpack", "tokenizer.json", "preprocessor_config.json"]
@@ -303,8 +303,8 @@ def test_hub_errors_are_one_line(tmp_path):
 
 
 def test_model_cards_name_the_hub_id(tmp_path, monkeypatch):
-    from zoo.model_card import training_flags
-    from zoo.train import TrainConfig
+    from zoo.evaluation.model_card import training_flags
+    from zoo.training.train import TrainConfig
 
     monkeypatch.chdir(tmp_path)
     flags = training_flags(TrainConfig(model="wav2vec2_finetune",

@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from pipelines.tfenv import quiet_tensorflow
+from pipelines.common.tfenv import quiet_tensorflow
 
 tf = quiet_tensorflow()
 
@@ -20,9 +20,10 @@ pytest.importorskip("ai_edge_litert", reason="ai-edge-litert not installed (pip 
 import keras  # noqa: E402
 
 from conftest import TINY_LABELS  # noqa: E402
-from zoo import evaluate, lite  # noqa: E402
-from zoo.lite_runner import LiteError, LiteRunner  # noqa: E402
-from zoo.serving_check import synthetic_clip  # noqa: E402
+from zoo.evaluation import evaluate  # noqa: E402
+from zoo.export import lite
+from zoo.inference.lite import LiteError, LiteRunner  # noqa: E402
+from zoo.export.check import synthetic_clip  # noqa: E402
 
 # clip lengths in samples: shorter than one FFT window, odd, 1 s, 3.3 s
 LENGTHS = (300, 7001, 16000, 52800)
@@ -41,9 +42,9 @@ class CumProd(keras.layers.Layer):
 def small_export(base, name="mfcc_cnn", layer=None):
     """An untrained export big enough for int8 to quantise something (conv weights of 1024
     values or more), in seconds; calibrated with T = 1.7, which the .tflite must apply too."""
-    from zoo.export import export
-    from zoo.registry import build_model, get_entry
-    from zoo.reliability import Reliability
+    from zoo.export.savedmodel import export
+    from zoo.models.registry import build_model, get_entry
+    from zoo.export.reliability import Reliability
 
     spec = get_entry(name).default_spec()
     keras.utils.set_random_seed(3)
@@ -137,7 +138,7 @@ def test_lite_json_describes_the_model(converted, source):
 
 
 def test_feature_front_end_stays_float_in_int8(converted):
-    from zoo.lite_quantize import is_feature_node
+    from zoo.export.lite_quantize import is_feature_node
 
     for mode in ("int8", "int8-full"):
         folder, _ = converted[mode]
@@ -168,8 +169,8 @@ def test_dct_matrix_is_tf_signal_dct():
 
 @pytest.mark.parametrize("n_fft", [400, 512])
 def test_dft_power_spectrum_is_rffts(n_fft):
-    from pipelines import features as F
-    from pipelines.spec import FeatureSpec
+    from pipelines.features import extract as F
+    from pipelines.features.spec import FeatureSpec
 
     spec = FeatureSpec(kind="logmel", n_fft=n_fft)
     framed = tf.constant(np.random.default_rng(1).normal(size=(2, 7, n_fft)), tf.float32)

@@ -3,9 +3,9 @@ the model must be called."""
 
 from types import SimpleNamespace
 
-from pipelines.spec import FeatureSpec
-from zoo.model_card import model_card, training_flags
-from zoo.train import TrainConfig
+from pipelines.features.spec import FeatureSpec
+from zoo.evaluation.model_card import model_card, training_flags
+from zoo.training.train import TrainConfig
 
 SCHEMA = {
     "labels": ["neutral", "angry"],

@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.tfenv import quiet_tensorflow
+from pipelines.common.tfenv import quiet_tensorflow
 
 tf = quiet_tensorflow()
 import keras  # noqa: E402
 
-from pipelines import features as F  # noqa: E402
-from zoo.registry import (  # noqa: E402
+from pipelines.features import extract as F  # noqa: E402
+from zoo.models.registry import (  # noqa: E402
     UnknownModelError, build_model, get_entry, list_models, register_model,
 )
 
@@ -99,7 +99,7 @@ def test_keras_file_round_trip(built, tmp_path):
 
 
 def test_savedmodel_round_trip(built, tmp_path):
-    from zoo.export import SIGNATURE_DEFAULT, SIGNATURE_LENGTH, export
+    from zoo.export.savedmodel import SIGNATURE_DEFAULT, SIGNATURE_LENGTH, export
 
     name, spec, model = built
     labels = [f"class{i}" for i in range(NUM_CLASSES)]
@@ -131,7 +131,7 @@ def test_registering_a_name_twice_raises():
 
 
 def test_wrong_feature_kind_is_refused():
-    from pipelines.spec import logmel_spec
+    from pipelines.features.spec import logmel_spec
 
     with pytest.raises(ValueError, match="takes mfcc features"):
         build_model("mfcc_cnn", NUM_CLASSES, logmel_spec())

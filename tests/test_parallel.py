@@ -1,11 +1,11 @@
-"""pipelines.parallel.imap_ordered: order, early exit and errors leave no worker behind."""
+"""pipelines.common.parallel.imap_ordered: order, early exit and errors leave no worker behind."""
 
 import math
 import multiprocessing
 
 import pytest
 
-from pipelines.parallel import imap_ordered
+from pipelines.common.parallel import imap_ordered
 
 
 def test_results_come_in_input_order():

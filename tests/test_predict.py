@@ -10,20 +10,20 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from pipelines.tfenv import quiet_tensorflow
+from pipelines.common.tfenv import quiet_tensorflow
 
 tf = quiet_tensorflow()
 
-from zoo import predict  # noqa: E402
-from zoo.layout import SIGNATURE_DEFAULT  # noqa: E402
-from zoo.serving_check import synthetic_clip  # noqa: E402
+from zoo.inference import predict  # noqa: E402
+from zoo.export.layout import SIGNATURE_DEFAULT  # noqa: E402
+from zoo.export.check import synthetic_clip  # noqa: E402
 
 SR = 16000
 
 
 @pytest.fixture(scope="module")
 def runner(tiny_export):
-    from zoo.inference import SavedModelRunner
+    from zoo.inference.savedmodel import SavedModelRunner
 
     return SavedModelRunner(tiny_export[0].parent)  # model folder: the highest version
 

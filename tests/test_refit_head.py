@@ -13,7 +13,7 @@ from conftest import DEMO
 
 
 def _args(model, data, export, **kw):
-    from zoo.refit_head import MIN_CLIPS
+    from zoo.training.refit_head import MIN_CLIPS
 
     return Namespace(model=str(model), data=str(data), export=str(export), version=None,
                      l2=kw.pop("l2", [1e-3, 1e-1]), min_clips=kw.pop("min_clips", MIN_CLIPS),
@@ -23,7 +23,7 @@ def _args(model, data, export, **kw):
 @pytest.fixture(scope="module")
 def refit_run(tiny_run, demo_set, tmp_path_factory):
     """The tiny trained mfcc_cnn re-fitted on the demo set: {'metrics', 'export'}."""
-    from zoo.refit_head import refit
+    from zoo.training.refit_head import refit
 
     base = tmp_path_factory.mktemp("refit")
     metrics = refit(_args(tiny_run["export"], demo_set, base))
@@ -33,8 +33,8 @@ def refit_run(tiny_run, demo_set, tmp_path_factory):
 def test_graph_standardisation_matches_numpy_and_ignores_order():
     import tensorflow as tf
 
-    from zoo.export import speaker_standardize
-    from zoo.refit_head import speaker_standardize_np
+    from zoo.export.savedmodel import speaker_standardize
+    from zoo.training.refit_head import speaker_standardize_np
 
     rng = np.random.default_rng(0)
     emb = rng.normal(3.0, 2.0, (30, 5)).astype(np.float32) * rng.uniform(0.1, 10, 5)
@@ -51,7 +51,7 @@ def test_graph_standardisation_matches_numpy_and_ignores_order():
 
 
 def test_refit_exports_a_new_version_with_both_heads(refit_run, tiny_run):
-    from zoo.layout import SIGNATURE_SPEAKER
+    from zoo.export.layout import SIGNATURE_SPEAKER
 
     out = refit_run["export"]
     info = json.loads((out / "zoo.json").read_text())
@@ -73,7 +73,7 @@ def test_refit_exports_a_new_version_with_both_heads(refit_run, tiny_run):
 
 
 def test_export_passes_the_serving_checks(refit_run):
-    from zoo.serving_check import check
+    from zoo.export.check import check
 
     failed = [c.line() for c in check(refit_run["export"]) if not c.ok]
     assert not failed, failed
@@ -85,11 +85,11 @@ def test_by_speaker_signature_equals_the_keras_pieces(refit_run):
     import keras
     import tensorflow as tf
 
-    import zoo.layers  # noqa: F401
-    from pipelines.audio import load
-    from pipelines.features import compute_many
-    from zoo.inference import SavedModelRunner
-    from zoo.refit_head import speaker_standardize_np
+    import zoo.models.layers  # noqa: F401
+    from pipelines.audio.decode import load
+    from pipelines.features.extract import compute_many
+    from zoo.inference.savedmodel import SavedModelRunner
+    from zoo.training.refit_head import speaker_standardize_np
 
     out = refit_run["export"]
     runner = SavedModelRunner(out)
@@ -98,8 +98,8 @@ def test_by_speaker_signature_equals_the_keras_pieces(refit_run):
     waves = [load(f) for f in files]
     speakers = ["Actor_01"] * 5 + ["Actor_02"] * 4
     served = runner.predict_by_speaker(waves, speakers)
-    # the served probabilities are calibrated (zoo.reliability): undo the temperature
-    from zoo.reliability import of_export, uncalibrated
+    # the served probabilities are calibrated (zoo.export.reliability): undo the temperature
+    from zoo.export.reliability import of_export, uncalibrated
 
     served = uncalibrated(served, of_export(runner.info).speaker_temperature)
 
@@ -118,7 +118,7 @@ def test_by_speaker_signature_equals_the_keras_pieces(refit_run):
 def test_by_speaker_bad_request_is_one_clear_error(refit_run):
     import tensorflow as tf
 
-    from zoo.layout import SIGNATURE_SPEAKER
+    from zoo.export.layout import SIGNATURE_SPEAKER
 
     loaded = tf.saved_model.load(str(refit_run["export"]))
     sig = loaded.signatures[SIGNATURE_SPEAKER]
@@ -133,9 +133,9 @@ def test_two_step_signatures_give_the_by_speaker_answers(refit_run):
     group of clips, for whole speakers and for groups of 3."""
     import tensorflow as tf
 
-    from pipelines.audio import load
-    from zoo.inference import SavedModelRunner, padded
-    from zoo.layout import SIGNATURE_SPEAKER
+    from pipelines.audio.decode import load
+    from zoo.inference.savedmodel import SavedModelRunner, padded
+    from zoo.export.layout import SIGNATURE_SPEAKER
 
     runner = SavedModelRunner(refit_run["export"])
     assert runner.two_step
@@ -164,7 +164,7 @@ def test_two_step_signatures_give_the_by_speaker_answers(refit_run):
 def test_speaker_stats_bad_request_is_one_clear_error(refit_run):
     import tensorflow as tf
 
-    from zoo.layout import SIGNATURE_SPEAKER_STATS
+    from zoo.export.layout import SIGNATURE_SPEAKER_STATS
 
     loaded = tf.saved_model.load(str(refit_run["export"]))
     sig = loaded.signatures[SIGNATURE_SPEAKER_STATS]
@@ -183,7 +183,7 @@ def test_speaker_stats_bad_request_is_one_clear_error(refit_run):
 def test_evaluate_speaker_norm_goes_through_serving_by_speaker(refit_run, demo_set, capsys):
     """zoo.evaluate --speaker-norm on the export reproduces the refit's own per-speaker figures
     (Keras path) through the SavedModel, and plain evaluation the plain ones."""
-    from zoo.evaluate import clips_from_tfrecords, evaluate
+    from zoo.evaluation.evaluate import clips_from_tfrecords, evaluate
 
     rows, waves = clips_from_tfrecords(demo_set, "test")
     metrics, _ = evaluate(refit_run["export"], rows, waves, speaker_norm=True)
@@ -204,15 +204,15 @@ def test_evaluate_speaker_norm_goes_through_serving_by_speaker(refit_run, demo_s
 
 
 def test_cli_errors_are_one_line(refit_run, tiny_run, demo_set, tmp_path, capsys):
-    from zoo.refit_head import main
+    from zoo.training.refit_head import main
 
     cases = [
         (["--model", str(tmp_path / "nothing"), "--data", str(demo_set)], "neither a SavedModel"),
         (["--model", str(refit_run["export"]), "--data", str(demo_set)], "already has a re-fitted"),
         (["--model", str(tiny_run["export"]), "--data", str(tmp_path)], "schema.json"),
     ]
-    from pipelines.build import build
-    from pipelines.tfrecord import open_set
+    from pipelines.records.build import build
+    from pipelines.records.tfrecord import open_set
 
     trained = open_set(demo_set).schema["splits"]["train"]["speakers"]
     leaky = tmp_path / "leaky"
@@ -237,10 +237,10 @@ def test_request_body_for_serving_by_speaker_round_trips(refit_run, tmp_path, ca
     import soundfile as sf
     import tensorflow as tf
 
-    from pipelines.audio import load
-    from zoo import serving
-    from zoo.inference import SavedModelRunner
-    from zoo.layout import SIGNATURE_SPEAKER
+    from pipelines.audio.decode import load
+    from zoo.export import serving
+    from zoo.inference.savedmodel import SavedModelRunner
+    from zoo.export.layout import SIGNATURE_SPEAKER
 
     files = sorted((DEMO / "Actor_03").glob("*.flac"))[:3]
     paths = []
@@ -276,9 +276,9 @@ def test_predict_by_speaker_uses_each_folder_as_a_speaker(refit_run, tiny_run, t
     signature are refused with one line."""
     import pandas as pd
 
-    from pipelines.audio import load
-    from zoo.inference import SavedModelRunner
-    from zoo.predict import main
+    from pipelines.audio.decode import load
+    from zoo.inference.savedmodel import SavedModelRunner
+    from zoo.inference.predict import main
 
     folders = {}
     for actor in ("Actor_05", "Actor_06"):

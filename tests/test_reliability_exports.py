@@ -1,4 +1,4 @@
-"""The reliability outputs in exports (zoo.reliability): calibrated probabilities, logits,
+"""The reliability outputs in exports (zoo.export.reliability): calibrated probabilities, logits,
 speech_ratio and status on the serving graph, zoo.calibrate for exports made before them, and
 what zoo.predict / zoo.evaluate make of them."""
 
@@ -12,15 +12,17 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from pipelines.tfenv import quiet_tensorflow
+from pipelines.common.tfenv import quiet_tensorflow
 
 tf = quiet_tensorflow()
 
-from zoo import calibrate, evaluate, predict  # noqa: E402
-from zoo.layout import SIGNATURE_DEFAULT, SIGNATURE_LENGTH  # noqa: E402
-from zoo.reliability import (Reliability, host_speech_ratios, of_export, statuses,  # noqa: E402
+from zoo.export import calibrate  # noqa: E402
+from zoo.evaluation import evaluate
+from zoo.inference import predict
+from zoo.export.layout import SIGNATURE_DEFAULT, SIGNATURE_LENGTH  # noqa: E402
+from zoo.export.reliability import (Reliability, host_speech_ratios, of_export, statuses,  # noqa: E402
                              uncalibrated)
-from zoo.serving_check import check  # noqa: E402
+from zoo.export.check import check  # noqa: E402
 
 from conftest import DEMO  # noqa: E402
 

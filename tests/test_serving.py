@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipelines.tfenv import quiet_tensorflow
+from pipelines.common.tfenv import quiet_tensorflow
 
 tf = quiet_tensorflow()
 
-from zoo import serving, serving_check  # noqa: E402
-from zoo.layout import SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS  # noqa: E402
+from zoo.export import serving  # noqa: E402
+from zoo.export import check as serving_check
+from zoo.export.layout import SIGNATURE_DEFAULT, SIGNATURE_LENGTH, SIGNATURE_STATS  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -38,8 +38,8 @@ def test_shipped_model_is_complete_and_documented(name):
 
 @pytest.mark.parametrize("name", present)
 def test_shipped_model_serves_a_real_clip(name):
-    from pipelines.audio import load
-    from zoo.inference import SavedModelRunner
+    from pipelines.audio.decode import load
+    from zoo.inference.savedmodel import SavedModelRunner
     from conftest import DEMO
 
     runner = SavedModelRunner(ROOT / "savedmodels" / name)
@@ -64,8 +64,8 @@ by_speaker = [p for p in present
 def test_shipped_refit_model_serves_a_speaker(name):
     """The re-fitted versions (zoo.refit_head) answer serving_by_speaker for one actor's demo
     clips, and their card names the source version and the per-speaker results."""
-    from pipelines.audio import load
-    from zoo.inference import SavedModelRunner
+    from pipelines.audio.decode import load
+    from zoo.inference.savedmodel import SavedModelRunner
     from conftest import DEMO
 
     version = ROOT / "savedmodels" / name

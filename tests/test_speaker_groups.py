@@ -14,8 +14,8 @@ from test_train import one_line_error, train_argv
 def test_group_standardize_is_per_speaker_standardisation_of_each_group():
     import keras
 
-    from zoo.layers import GroupStandardize
-    from zoo.embedding_heads import speaker_standardize_np
+    from zoo.models.layers import GroupStandardize
+    from zoo.training.embedding_heads import speaker_standardize_np
 
     rng = np.random.default_rng(0)
     x = (rng.normal(2.0, 3.0, (12, 5)) * rng.uniform(0.1, 10, 5)).astype(np.float32)
@@ -30,7 +30,7 @@ def test_group_standardize_is_per_speaker_standardisation_of_each_group():
 
 
 def test_batches_are_runs_of_one_speaker(demo_set):
-    from pipelines.dataset import make_dataset
+    from pipelines.records.dataset import make_dataset
 
     speakers = []
     for _, _, meta in make_dataset(demo_set, "train", batch_size=8, with_meta=True,
@@ -47,7 +47,7 @@ def test_batches_are_runs_of_one_speaker(demo_set):
 
 @pytest.fixture(scope="module")
 def grouped_run(demo_set, tmp_path_factory):
-    from zoo.train import main
+    from zoo.training.train import main
 
     base = tmp_path_factory.mktemp("grouped")
     argv = train_argv(demo_set, base / "run", base / "savedmodels", "--speaker-groups", "4",
@@ -59,8 +59,8 @@ def grouped_run(demo_set, tmp_path_factory):
 def test_grouped_run_exports_both_paths(grouped_run):
     import keras
 
-    import zoo.layers  # noqa: F401
-    from zoo.layout import SIGNATURE_SPEAKER
+    import zoo.models.layers  # noqa: F401
+    from zoo.export.layout import SIGNATURE_SPEAKER
 
     metrics = json.loads((grouped_run["run"] / "metrics.json").read_text())
     assert set(metrics["speaker_norm"]) == {"validation", "test"}
@@ -83,7 +83,7 @@ def test_grouped_run_exports_both_paths(grouped_run):
 def test_served_figures_equal_the_runs(grouped_run, demo_set):
     """The export, evaluated plain and per speaker through its signatures, reproduces the run's
     own test figures (computed with the Keras pieces)."""
-    from zoo.evaluate import clips_from_tfrecords, evaluate
+    from zoo.evaluation.evaluate import clips_from_tfrecords, evaluate
 
     metrics = json.loads((grouped_run["run"] / "metrics.json").read_text())
     rows, waves = clips_from_tfrecords(demo_set, "test")
@@ -101,14 +101,14 @@ def test_served_figures_equal_the_runs(grouped_run, demo_set):
      "choose one"),
 ])
 def test_bad_speaker_groups_are_one_line_errors(demo_set, tmp_path, capsys, extra, message):
-    from zoo.train import main
+    from zoo.training.train import main
 
     assert main(train_argv(demo_set, tmp_path / "run", tmp_path / "savedmodels", *extra)) == 2
     assert message in one_line_error(capsys)
 
 
 def test_speaker_groups_are_for_feature_models(demo_set, tmp_path, capsys):
-    from zoo.train import main
+    from zoo.training.train import main
 
     argv = ["--model", "hubert_cnn", "--data", str(demo_set), "--speaker-groups", "4",
             "--run-dir", str(tmp_path / "run")]

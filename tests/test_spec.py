@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from pipelines.spec import SPEC_VERSION, FeatureSpec, SpecError, logmel_spec, mfcc_spec
+from pipelines.features.spec import SPEC_VERSION, FeatureSpec, SpecError, logmel_spec, mfcc_spec
 
 SPECS = [
     FeatureSpec(),

@@ -1,5 +1,5 @@
-"""Speech activity on the graph (pipelines.speech_activity) and the synthetic non-speech set
-(pipelines.synthetic): non-speech below the threshold, the bundled demo speech above it, the
+"""Speech activity on the graph (pipelines.audio.speech_activity) and the synthetic non-speech set
+(pipelines.audio.synthetic): non-speech below the threshold, the bundled demo speech above it, the
 same answer alone or padded in a batch, any length, and a tf.function that compiles with XLA
 and survives a SavedModel round trip."""
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import speech_activity as S
-from pipelines import synthetic as Y
-from pipelines.audio import load
+from pipelines.audio import speech_activity as S
+from pipelines.audio import synthetic as Y
+from pipelines.audio.decode import load
 
 from conftest import DEMO
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from pipelines.corpora import read_corpora
-from pipelines.splits import (
+from pipelines.records.splits import (
     SplitError, check_speaker_disjoint, missing_classes, random_split, speaker_folds,
     speaker_split,
 )

@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ssl_checks  # noqa: E402  (imports no TensorFlow or transformers)
 
-from pipelines.ssl_encoder import CheckpointError, inspect_checkpoint, torch_available  # noqa: E402
+from pipelines.encoders.ssl import CheckpointError, inspect_checkpoint, torch_available  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ssl_checks.check_names())
@@ -96,7 +96,7 @@ def test_sharded_index_with_a_missing_part(tmp_path):
 
 
 def test_embeddings_cli_one_line_errors(tmp_path, ssl_waveform_set, capsys):
-    from pipelines.embeddings import main
+    from pipelines.encoders.embed import main
 
     rc = main(["--encoder", "hubert", "--checkpoint", str(tmp_path / "none"), "--data",
                str(ssl_waveform_set), "--quiet"])
@@ -117,14 +117,14 @@ def test_this_process_never_imported_transformers():
     """Project modules import transformers only inside the SSL steps; Keras 3 code in this
     process keeps tf.keras untouched."""
     import zoo.models.wav2vec2_finetune  # noqa: F401
-    from zoo.registry import list_models
+    from zoo.models.registry import list_models
 
     assert "wav2vec2_finetune" in list_models()
     assert "transformers" not in sys.modules
 
 
 def test_resolve_layers():
-    from pipelines.embeddings import ExtractError, resolve_layers, target_name
+    from pipelines.encoders.embed import ExtractError, resolve_layers, target_name
 
     assert resolve_layers(None, False, 12) == [12]
     assert resolve_layers(["6", "last", "6"], True, 12) == [6, 12, "mean"]
@@ -141,7 +141,7 @@ def test_finetune_cli_trains_exports_and_evaluates(ssl_checks, ssl_waveform_set,
     import subprocess
 
     from conftest import REPO, subprocess_env
-    from zoo.evaluate import main as evaluate_main
+    from zoo.evaluation.evaluate import main as evaluate_main
 
     out, _ = ssl_checks
     run, export = tmp_path / "run", tmp_path / "savedmodels"

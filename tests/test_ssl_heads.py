@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.tfenv import quiet_tensorflow
+from pipelines.common.tfenv import quiet_tensorflow
 
 tf = quiet_tensorflow()
 import keras  # noqa: E402
 
-from zoo.registry import build_model, get_entry, list_models  # noqa: E402
+from zoo.models.registry import build_model, get_entry, list_models  # noqa: E402
 
 NUM_CLASSES = 7
 # Pinned parameter counts for 7 classes at the base models' widths (1536-dim vectors,
@@ -87,7 +87,7 @@ def test_keras_file_round_trip(head, tmp_path):
 
 
 def test_savedmodel_round_trip(head, tmp_path):
-    from zoo.export_ssl import export_embedding_head
+    from zoo.export.ssl import export_embedding_head
 
     name, model = head
     kind = get_entry(name).input
@@ -138,8 +138,8 @@ def run_cli(module_main, argv, capsys):
 @pytest.mark.parametrize("model, layer", [("hubert_cnn", "hubert-layer1"),
                                           ("wav2vec2_frozen", "hubert-mean")])
 def test_train_and_evaluate_a_head(extracted, tmp_path, capsys, model, layer):
-    from zoo.evaluate import main as evaluate_main
-    from zoo.train import main as train_main
+    from zoo.evaluation.evaluate import main as evaluate_main
+    from zoo.training.train import main as train_main
 
     data = extracted / layer
     run, export = tmp_path / "run", tmp_path / "savedmodels"
@@ -165,8 +165,8 @@ def test_train_and_evaluate_a_head(extracted, tmp_path, capsys, model, layer):
 
 def synthetic_set(src: Path, dst: Path, dim: int) -> Path:
     """A copy of an embedding set with random vectors of another width."""
-    from pipelines.embedding_set import encode_example
-    from pipelines.io import write_json_atomic
+    from pipelines.records.embedding_set import encode_example
+    from pipelines.common.io import write_json_atomic
 
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.tfrecord"))
     schema = json.loads((src / "schema.json").read_text())
@@ -186,15 +186,15 @@ def synthetic_set(src: Path, dst: Path, dim: int) -> Path:
 
 
 def test_dimension_mismatch_is_one_line(extracted, tmp_path, capsys):
-    from zoo.evaluate import main as evaluate_main
-    from zoo.train import main as train_main
+    from zoo.evaluation.evaluate import main as evaluate_main
+    from zoo.training.train import main as train_main
 
     data = extracted / "hubert-layer1"
     rc, _, err = run_cli(train_main, ["--model", "hubert_cnn", "--data", str(data),
                                       "--set", "dim=1536"], capsys)
     assert rc == 2 and "1536" in err and "64" in err and "\n" not in err
     model = build_model("hubert_cnn", NUM_CLASSES, dim=64)
-    from zoo.export_ssl import export_embedding_head
+    from zoo.export.ssl import export_embedding_head
 
     schema = json.loads((data / "schema.json").read_text())
     export_embedding_head(model, schema["labels"], tmp_path / "sm", "hubert_cnn", "embedding",
@@ -206,7 +206,7 @@ def test_dimension_mismatch_is_one_line(extracted, tmp_path, capsys):
 
 
 def test_wrong_kind_of_data_is_one_line(extracted, ssl_waveform_set, capsys):
-    from zoo.train import main as train_main
+    from zoo.training.train import main as train_main
 
     rc, _, err = run_cli(train_main, ["--model", "hubert_cnn", "--data",
                                       str(ssl_waveform_set)], capsys)

@@ -17,13 +17,13 @@ import pandas as pd
 import pytest
 
 from conftest import DEMO, REPO, TINY, tiny_flags
-from pipelines.tfenv import quiet_tensorflow
+from pipelines.common.tfenv import quiet_tensorflow
 
 tf = quiet_tensorflow()
 import keras  # noqa: E402
 
-from zoo.registry import list_models  # noqa: E402
-from zoo.train import main  # noqa: E402
+from zoo.models.registry import list_models  # noqa: E402
+from zoo.training.train import main  # noqa: E402
 
 REPORT_KEYS = {"ua", "wa", "macro_f1", "n", "per_class", "per_corpus", "confusion", "labels"}
 
@@ -144,7 +144,7 @@ def test_crnn_family_trains(demo_set, tmp_path):
 # ---------------------------------------------------------------- resume
 
 def test_interrupted_run_resumes_where_it_stopped(demo_set, tmp_path, monkeypatch, capsys):
-    from zoo.callbacks import InterruptAfterEpoch, ResumeState
+    from zoo.training.callbacks import InterruptAfterEpoch, ResumeState
 
     seen = {}
     interrupt = InterruptAfterEpoch.on_epoch_end
@@ -308,7 +308,7 @@ def _demo_subset(folder: Path, actors, drop=lambda name: False) -> Path:
 
 
 def test_empty_validation_split(tmp_path, capsys):
-    from pipelines.build import build
+    from pipelines.records.build import build
 
     corpus = _demo_subset(tmp_path / "ravdess", ["Actor_01", "Actor_02"])
     data = tmp_path / "two_actors"
@@ -322,9 +322,9 @@ def test_empty_validation_split(tmp_path, capsys):
 
 
 def test_class_missing_from_training_split(tmp_path, capsys):
-    from pipelines.build import build
+    from pipelines.records.build import build
     from pipelines.corpora import read_corpora
-    from pipelines.splits import speaker_split
+    from pipelines.records.splits import speaker_split
 
     actors = ["Actor_01", "Actor_02", "Actor_03"]
     rows, _, _ = read_corpora([f"ravdess={_demo_subset(tmp_path / 'all', actors)}"])

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipelines.tfenv import quiet_tensorflow
+from pipelines.common.tfenv import quiet_tensorflow
 
 tf = quiet_tensorflow()
 
-from pipelines import features as F  # noqa: E402
+from pipelines.features import extract as F  # noqa: E402
 from pipelines.encoders import whisper_checkpoint as wc  # noqa: E402
 from pipelines.encoders.whisper import HiddenStatePooling, WhisperEncoder  # noqa: E402
-from pipelines.spec import FeatureSpec, SpecError, whisper_spec  # noqa: E402
+from pipelines.features.spec import FeatureSpec, SpecError, whisper_spec  # noqa: E402
 from conftest import DEMO, REPO, subprocess_env  # noqa: E402
 
 if wc.packaged_folder() is None:
@@ -277,7 +277,7 @@ def test_encoder_round_trips_through_a_keras_file(weights, tmp_path):
     states, mask = WhisperEncoder.from_weights(weights)(inputs)
     model = keras.Model(inputs, HiddenStatePooling()([states, mask]))
     model.save(tmp_path / "m.keras")
-    import zoo.layers  # noqa: F401 - registers the layers
+    import zoo.models.layers  # noqa: F401 - registers the layers
 
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     x = np.random.default_rng(2).normal(0, 0.5, (2, 120, 80)).astype(np.float32)
@@ -310,7 +310,7 @@ def test_whisper_spec_keeps_whisper_settings():
 @pytest.fixture(scope="module")
 def whisper_set(weights, tmp_path_factory):
     """The demo sample's first four actors as a waveform set (56 clips)."""
-    from pipelines.build import build
+    from pipelines.records.build import build
 
     root = tmp_path_factory.mktemp("whisper-set")
     corpus = root / "ravdess"
@@ -326,9 +326,9 @@ def test_extraction_writes_every_hidden_state_and_resumes(whisper_set, tmp_path,
                                                           monkeypatch):
     """... and leaves out a clip of digital silence with its reason (pipelines.build refuses
     such files, so one clip's samples are zeroed as they are read)."""
-    import pipelines.embeddings as E
-    from pipelines.embedding_set import make_dataset, open_embedding_set
-    from pipelines.embeddings import main as embeddings_main
+    import pipelines.encoders.extract as E
+    from pipelines.records.embedding_set import make_dataset, open_embedding_set
+    from pipelines.encoders.embed import main as embeddings_main
 
     read_shard = E.read_shard
     silent_id = "ravdess/03-01-01-01-01-01-04"
@@ -362,8 +362,8 @@ def test_extraction_writes_every_hidden_state_and_resumes(whisper_set, tmp_path,
     x, y = next(iter(make_dataset(eset.folder, "test", batch_size=64)))
     assert x.shape[1] == 3840 and np.all(np.isfinite(x.numpy()))
     # the vectors are what the encoder gives each clip alone
-    from pipelines.embedding_set import parser
-    from pipelines.tfrecord import open_set
+    from pipelines.records.embedding_set import parser
+    from pipelines.records.tfrecord import open_set
 
     tfset = open_set(whisper_set)
     manifest = tfset.manifest().set_index("id")
@@ -371,7 +371,7 @@ def test_extraction_writes_every_hidden_state_and_resumes(whisper_set, tmp_path,
     encoder = WhisperEncoder.from_weights(wc.load_weights())
     ex = next(iter(tf.data.TFRecordDataset(eset.files("test")).map(parser(3840, 384))))
     clip_id = ex["id"].numpy().decode()
-    from pipelines.audio import load
+    from pipelines.audio.decode import load
 
     audio = load(manifest.loc[clip_id, "path"])
     feats = F.compute_one(audio, spec)
@@ -384,7 +384,7 @@ def test_extraction_writes_every_hidden_state_and_resumes(whisper_set, tmp_path,
 
 
 def test_extraction_options_are_checked(whisper_set, capsys):
-    from pipelines.embeddings import main as embeddings_main
+    from pipelines.encoders.embed import main as embeddings_main
 
     base = ["--encoder", "whisper", "--data", str(whisper_set), "--quiet"]
     for extra, message in ((["--layer", "2"], "every hidden state"),

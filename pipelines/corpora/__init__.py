@@ -16,7 +16,7 @@ from pipelines.corpora import cremad, emodb, folder, nemo, ravdess, savee, tess
 from pipelines.corpora.base import (
     COLUMNS, SKIP_COLUMNS, CorpusError, Readout, Unparsable, audio_files, check_policy,
 )
-from pipelines.labels import BOREDOM_POLICIES
+from pipelines.corpora.labels import BOREDOM_POLICIES
 
 READERS = {
     "ravdess": ravdess.read,

@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
-from pipelines.labels import CALM_POLICIES, EMOTIONS, harmonise
+from pipelines.corpora.labels import CALM_POLICIES, EMOTIONS, harmonise
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".aif", ".aiff", ".aifc", ".ogg", ".mp3"})
 

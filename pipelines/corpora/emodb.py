@@ -18,7 +18,7 @@ from pathlib import Path
 from pipelines.corpora.base import (
     Expectation, Readout, Unparsable, check_policy, read_folder,
 )
-from pipelines.labels import BOREDOM_POLICIES
+from pipelines.corpora.labels import BOREDOM_POLICIES
 
 CORPUS = "emodb"
 # speaker -> (gender, age), from the Emo-DB documentation

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from pipelines.corpora.base import Readout, Unparsable, read_folder
-from pipelines.labels import is_emotion
+from pipelines.corpora.labels import is_emotion
 
 EXTRA_COLUMNS = ("label_folder",)
 

@@ -25,7 +25,7 @@ from pipelines.corpora.base import (
     AUDIO_EXTENSIONS, COLUMNS, SKIP_COLUMNS, CorpusError, Expectation, Readout, audio_files,
     check_policy, check_root, completeness_notes,
 )
-from pipelines.labels import CALM_POLICIES
+from pipelines.corpora.labels import CALM_POLICIES
 
 CORPUS = "nemo"
 EMOTIONS = {"anger": "angry", "fear": "fearful", "happiness": "happy", "neutral": "neutral",

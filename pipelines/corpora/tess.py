@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from pipelines.corpora.base import Expectation, Readout, Unparsable, read_folder
-from pipelines.labels import is_emotion
+from pipelines.corpora.labels import is_emotion
 
 CORPUS = "tess"
 SPEAKERS = ("OAF", "YAF")

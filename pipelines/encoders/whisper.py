@@ -5,7 +5,7 @@
     states, mask = encoder(features, frame_mask)             # whisper_logmel features
 
 features: [batch, T, n_mels] log-Mel frames as Whisper computes them (FeatureSpec kind
-'whisper_logmel', pipelines.features), padded frames zero; frame_mask [batch, T] (1 on each
+'whisper_logmel', pipelines.features.extract), padded frames zero; frame_mask [batch, T] (1 on each
 clip's own frames; default: frames that are not all zero). Returns states [batch, L + 1, T', d]
 (0 = convolution stem + positions, i = output of layer i, L = after the final layer norm, as
 transformers' hidden_states and CTranslate2's encode) and the encoder-frame mask [batch, T'].

@@ -507,7 +507,7 @@ def weights_for(info: dict) -> WhisperWeights:
 
 
 def _write_cache(entry: Path, weights: WhisperWeights) -> None:
-    from pipelines.io import atomic_path, write_json_atomic
+    from pipelines.common.io import atomic_path, write_json_atomic
 
     entry.mkdir(parents=True, exist_ok=True)
     with atomic_path(entry / "weights.npz") as tmp:

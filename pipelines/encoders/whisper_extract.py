@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.embedding_set import FRAME_DTYPES, VERSION, encode_example
+from pipelines.records.embedding_set import FRAME_DTYPES, VERSION, encode_example
 
 CONTEXT_SUFFIX = {"clip": "", "30s": "-30s"}
 
@@ -33,7 +33,7 @@ CONTEXT_SUFFIX = {"clip": "", "30s": "-30s"}
 def whisper_spec_for(weights, trim_db):
     """The zoo's Whisper front end for a checkpoint: its mel bands, DC removed, trimmed at
     trim_db below the loudest frame (None: untrimmed)."""
-    from pipelines.spec import whisper_spec
+    from pipelines.features.spec import whisper_spec
 
     return whisper_spec(n_mels=weights.config["n_mels"], trim_db=trim_db, remove_dc=True)
 
@@ -53,7 +53,7 @@ def make_runner(encoder, spec, frames_layer: int | None):
     layer] or [], encoder frame counts), for pipelines.embeddings.embed_clips."""
     import tensorflow as tf
 
-    from pipelines import features as F
+    from pipelines.features import extract as F
     from pipelines.encoders.whisper import HiddenStatePooling
 
     pool = HiddenStatePooling()
@@ -80,10 +80,10 @@ def extract_whisper(data, checkpoint=None, context: str = "clip", trim_db="defau
     """Write (or finish) the Whisper embedding set of a waveform set; returns its folder."""
     from tqdm import tqdm
 
-    from pipelines.embeddings import ExtractError, Target, embed_clips, read_shard
+    from pipelines.encoders.extract import ExtractError, Target, embed_clips, read_shard
     from pipelines.encoders.whisper import CONTEXTS, WhisperEncoder
     from pipelines.encoders.whisper_checkpoint import load_weights
-    from pipelines.tfrecord import open_set
+    from pipelines.records.tfrecord import open_set
 
     tfset = open_set(data)
     if context not in CONTEXTS:
@@ -163,7 +163,7 @@ def _skipped_so_far(target, tfset, skipped_now: list) -> pd.DataFrame:
     waveform set has but no shard record lists)."""
     import json
 
-    from pipelines.embeddings import PROGRESS
+    from pipelines.encoders.extract import PROGRESS
 
     listed = set()
     for shard in tfset.schema["shards"]:

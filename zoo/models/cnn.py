@@ -13,12 +13,12 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from pipelines.spec import FeatureSpec
-from zoo.layers import (
+from pipelines.features.spec import FeatureSpec
+from zoo.models.layers import (
     ApplyFrameMask, DownsampleMask, FrameMask, GroupStandardize, MaskedStatsPooling,
 )
 from zoo.models import zoo_logmel_spec, zoo_mfcc_spec
-from zoo.registry import register_model
+from zoo.models.registry import register_model
 
 SPEAKER_STANDARDIZE = "speaker_standardize"  # zoo.refit_head embeds at its input when present
 
@@ -46,7 +46,7 @@ def feature_input(spec: FeatureSpec):
 
 def speaker_standardize(x, speaker_groups: int):
     """The pooled embedding standardised per group of `speaker_groups` clips of one speaker
-    (zoo.layers.GroupStandardize, layer `speaker_standardize`); unchanged when 0."""
+    (zoo.models.layers.GroupStandardize, layer `speaker_standardize`); unchanged when 0."""
     if not speaker_groups:
         return x
     return GroupStandardize(speaker_groups, name=SPEAKER_STANDARDIZE)(x)

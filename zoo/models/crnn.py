@@ -10,11 +10,11 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from pipelines.spec import FeatureSpec
-from zoo.layers import AttentionPooling
+from pipelines.features.spec import FeatureSpec
+from zoo.models.layers import AttentionPooling
 from zoo.models import zoo_logmel_spec, zoo_mfcc_spec
 from zoo.models.cnn import classifier_head, conv_block, feature_input, speaker_standardize
-from zoo.registry import register_model
+from zoo.models.registry import register_model
 
 
 def crnn_attention(num_classes: int, spec: FeatureSpec, filters=(32, 64, 128),

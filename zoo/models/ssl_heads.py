@@ -17,9 +17,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from zoo.layers import AttentionPooling, FrameMask
+from zoo.models.layers import AttentionPooling, FrameMask
 from zoo.models.cnn import classifier_head
-from zoo.registry import register_model
+from zoo.models.registry import register_model
 
 BASE_HIDDEN = 768  # hubert-base / wav2vec2-base
 

@@ -6,8 +6,8 @@ layers trained, and a head on the mean + std of the last layer's frames.
         --data tfrecords/full --set trainable_layers=2 --lr 1e-3
 
 This is a tf_keras model (the transformers TF classes are tf_keras models), trained by the
-custom loop in zoo.train_finetune; it takes {'waveform' [batch, samples], 'length' [batch]}
-and gives class probabilities, and is exported as a waveform SavedModel (zoo.export_ssl).
+custom loop in zoo.training.finetune; it takes {'waveform' [batch, samples], 'length' [batch]}
+and gives class probabilities, and is exported as a waveform SavedModel (zoo.export.ssl).
 transformers and tf_keras are imported only when the model is built, so listing the registry
 stays in Keras 3 land. Frozen parts run in inference mode (no dropout) and under
 stop_gradient; trained layers use the checkpoint's dropout rates. No LayerDrop and no
@@ -16,7 +16,7 @@ SpecAugment-style masking of the frames (the TF classes draw those in Python, on
 
 from __future__ import annotations
 
-from zoo.registry import register_model
+from zoo.models.registry import register_model
 
 
 class FinetuneConfigError(ValueError):
@@ -30,7 +30,7 @@ def classifier_class():
         return _CLASS
     import tf_keras
 
-    from pipelines.ssl_encoder import masked_mean_std
+    from pipelines.encoders.ssl import masked_mean_std
 
     class SSLWaveformClassifier(tf_keras.Model):
         """{'waveform', 'length'} -> probabilities [batch, classes]."""
@@ -74,8 +74,8 @@ _CLASS = None
 def build_finetune(num_classes: int, checkpoint, encoder: str = "wav2vec2",
                    trainable_layers: int = 2, head_units: int = 256, head_dropout: float = 0.3,
                    encoder_lr_scale: float = 0.05):
-    from pipelines.ssl_encoder import inspect_checkpoint, load_encoder
-    from pipelines.tfenv import quiet_tensorflow
+    from pipelines.encoders.ssl import inspect_checkpoint, load_encoder
+    from pipelines.common.tfenv import quiet_tensorflow
 
     tf = quiet_tensorflow()
     ck = inspect_checkpoint(checkpoint, encoder)

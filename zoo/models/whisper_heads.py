@@ -21,8 +21,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from zoo.layers import AttentionPooling, FrameMask, LayerMix, SelectState
-from zoo.registry import register_model
+from zoo.models.layers import AttentionPooling, FrameMask, LayerMix, SelectState
+from zoo.models.registry import register_model
 
 TINY_STATES, TINY_WIDTH = 5, 384  # whisper tiny: hidden states 0..4, width 384
 
@@ -80,7 +80,7 @@ def _classifier(x, num_classes: int, dropout: float, l2: float):
 
 
 # A linear head on fixed statistics is a convex fit, solved exactly by zoo.train (its L2 chosen
-# by validation UA; zoo.train_ssl.solve_head); with layer=mix it trains by gradient steps, at a
+# by validation UA; zoo.training.ssl.solve_head); with layer=mix it trains by gradient steps, at a
 # larger step than the networks'. The heads read standardised statistics.
 LINEAR_DEFAULTS = {"lr": 1e-2, "epochs": 60, "patience": 20, "solver": "exact"}
 HEAD_DEFAULTS = {"lr": 3e-3, "epochs": 60, "patience": 20}
@@ -139,7 +139,7 @@ def whisper_attn(num_classes: int, spec=None, dim: int = TINY_WIDTH, layer="last
 def to_features_model(name: str, head: keras.Model, encoder, spec, num_classes: int,
                       overrides: dict) -> keras.Model:
     """The features-input model (encoder in front) with `head`'s trained weights."""
-    from zoo.registry import build_model
+    from zoo.models.registry import build_model
 
     full = build_model(name, num_classes, spec, encoder=encoder, **overrides)
     for layer in head.layers:

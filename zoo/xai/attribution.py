@@ -31,14 +31,12 @@ import warnings
 
 import numpy as np
 
+from zoo.xai.errors import AttributionError
+
 METHODS = ("gradcam", "gradcam++", "scorecam", "saliency", "gradxinput", "integrated")
 CONTROLS = ("magnitude",)
 CAM_METHODS = ("gradcam", "gradcam++", "scorecam")
 INTEGRATED_STEPS = 16
-
-
-class AttributionError(ValueError):
-    """A method or layer that cannot be used with this model; one line."""
 
 
 def cam_layers(model) -> list[str]:

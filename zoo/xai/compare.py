@@ -17,7 +17,7 @@ MFCC_GROUPS = (("c0", 0, 1), ("c1-4", 1, 5), ("c5-12", 5, 13), ("c13+", 13, None
 def bands(spec, channels: int) -> list[tuple[str, np.ndarray]]:
     """(name, channel indices) per band of a feature image with `channels` channels."""
     if spec.kind in ("logmel", "whisper_logmel"):
-        from pipelines.features import mel_frequencies
+        from pipelines.features.extract import mel_frequencies
 
         hz = mel_frequencies(spec)
         out = []

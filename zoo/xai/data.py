@@ -34,8 +34,8 @@ class LoadedModel:
 
 def load_model(path) -> LoadedModel:
     """savedmodels/<model>[/<version>] -> its model.keras and what it takes."""
-    from pipelines.spec import FeatureSpec
-    from zoo.layout import read_export, resolve_version
+    from pipelines.features.spec import FeatureSpec
+    from zoo.export.layout import read_export, resolve_version
 
     try:
         version = resolve_version(Path(path))
@@ -56,7 +56,7 @@ def load_model(path) -> LoadedModel:
                            "models (MFCC / log-Mel) and pooled-vector SSL heads")
     import keras
 
-    import zoo.layers  # noqa: F401 - registers the zoo's layers for loading
+    import zoo.models.layers  # noqa: F401 - registers the zoo's layers for loading
 
     model = keras.saving.load_model(keras_file, compile=False)
     return LoadedModel(version, info, model, list(info["labels"]), kind, spec)
@@ -88,7 +88,7 @@ def load_clips(loaded: LoadedModel, corpus=None, data=None, split: str = "test",
             raise ExplainError("this model takes SSL embeddings: pass --data <embedding set> "
                                "(python -m pipelines.embeddings)")
         return _embedding_clips(loaded, data, split, max_clips, seed)
-    from zoo.evaluate import clips_from_corpora, clips_from_tfrecords
+    from zoo.evaluation.evaluate import clips_from_corpora, clips_from_tfrecords
 
     if corpus:
         rows, waves, skipped = clips_from_corpora(corpus, progress=progress)
@@ -118,7 +118,7 @@ def features(spec, waves, progress: bool = True, batch_size: int = 32) -> list[n
     clips shorter than one FFT window are zero-padded to one."""
     from tqdm import tqdm
 
-    from pipelines.features import compute_many
+    from pipelines.features.extract import compute_many
 
     waves = [np.pad(w, (0, max(0, spec.n_fft - len(w)))) for w in
              (np.asarray(w, np.float32) for w in waves)]
@@ -133,8 +133,8 @@ def features(spec, waves, progress: bool = True, batch_size: int = 32) -> list[n
 def _embedding_clips(loaded, data, split, max_clips, seed) -> Clips:
     import pandas as pd
 
-    from pipelines.embedding_set import make_dataset, open_embedding_set
-    from zoo.evaluate import check_embedding_set
+    from pipelines.records.embedding_set import make_dataset, open_embedding_set
+    from zoo.evaluation.evaluate import check_embedding_set
 
     eset = open_embedding_set(data)
     check_embedding_set(loaded.info, eset)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.figures import pyplot as _plt
-from pipelines.figures import save_png as save  # noqa: F401 - zoo.xai.run saves through plots.save
+from pipelines.common.figures import pyplot as _plt
+from pipelines.common.figures import save_png as save  # noqa: F401 - zoo.xai.run saves through plots.save
 
 TIME_BINS = 100  # time-normalised maps: every clip resampled to this many bins
 
@@ -13,7 +13,7 @@ TIME_BINS = 100  # time-normalised maps: every clip resampled to this many bins
 def channel_axis(spec, channels: int):
     """(label, tick positions, tick labels) of the feature axis."""
     if spec is not None and spec.kind in ("logmel", "whisper_logmel"):
-        from pipelines.features import mel_frequencies
+        from pipelines.features.extract import mel_frequencies
 
         hz = mel_frequencies(spec)
         ticks = np.linspace(0, channels - 1, 6).round().astype(int)

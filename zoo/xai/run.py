@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.io import write_csv_atomic, write_json_atomic, write_text_atomic
+from pipelines.common.io import write_csv_atomic, write_json_atomic, write_text_atomic
 from zoo.xai import plots
 from zoo.xai.attribution import CAM_METHODS, Explainer
 from zoo.xai.data import attribute
@@ -18,7 +18,7 @@ def log_images(run_dir, images: dict, step: int = 0) -> None:
     """PNG bytes -> TensorBoard image summaries in run_dir."""
     import tensorflow as tf
 
-    from pipelines.figures import summary_image
+    from pipelines.common.figures import summary_image
 
     writer = tf.summary.create_file_writer(str(run_dir))
     with writer.as_default():
@@ -68,7 +68,7 @@ def explain_model(loaded, clips, method: str, layer: str | None, out, per_class:
             rows += [{"emotion": emotion, "channel": c, "mean_attribution": float(v)}
                      for c, v in enumerate(means[emotion].mean(axis=0))]
         if explainer.encoder is not None and explainer.layer:  # Whisper: maps over time only
-            from zoo.xai.whisper_report import write_timing
+            from zoo.xai.timing import write_timing
 
             summary["timing"], images[f"{method}/time_profiles"] = write_timing(
                 maps, clips, loaded, explainer.layer, out)

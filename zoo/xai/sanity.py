@@ -18,7 +18,7 @@ cells whose removal lowers the prediction faster than removing cells in random o
 - Data randomisation: the same architecture, freshly initialised, trained for a short run on
   permuted labels; its maps are compared with the trained model's the same way.
   PASS when the mean absolute Spearman is below RANDOMISATION_MAX. On Whisper models only the
-  head is re-initialised and trained; the encoder stays pretrained (zoo.xai.whisper.
+  head is re-initialised and trained; the encoder stays pretrained (zoo.xai.permuted.
   train_permuted; optionally its top layers are then trained on the permuted labels too).
 - Faithfulness: cells (time-frequency cells, or vector dimensions) are replaced by a baseline
   in order of attribution (deletion) or restored from the baseline in that order (insertion),
@@ -158,42 +158,6 @@ def parameter_randomisation(explainer, clips, targets, seed: int = 0, progress=F
 
 # ---------------------------------------------------------------- data randomisation
 
-def train_on_permuted_labels(model, clips, epochs: int = 5, seed: int = 0,
-                             crop_frames: int = 300, batch_size: int = 16,
-                             progress: bool = False, fresh=None, lr: float = 1e-3):
-    """(a fresh copy of model's architecture, or `fresh`, trained on clips with permuted labels,
-    its accuracy on those permuted labels): how far a short run memorised them."""
-    import keras
-    from tqdm import tqdm
-
-    from zoo.xai.data import pad
-
-    keras.utils.set_random_seed(seed)
-    rng = np.random.default_rng(seed)
-    if fresh is None:
-        fresh = keras.models.clone_model(model)  # new weights, same layers
-    fresh.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy")
-    labels = rng.permutation(clips.label)
-
-    def crop(x):
-        if x.ndim == 1 or len(x) <= crop_frames:
-            return x
-        start = rng.integers(0, len(x) - crop_frames + 1)
-        return x[start:start + crop_frames]
-
-    for _ in tqdm(range(epochs), desc="permuted labels", disable=not progress, leave=False):
-        order = rng.permutation(len(clips))
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            fresh.train_on_batch(pad([crop(clips.x[i]) for i in idx]), labels[idx])
-    predicted = np.concatenate([
-        np.asarray(fresh(pad([crop(clips.x[i]) for i in range(s, min(s + batch_size,
-                                                                      len(clips)))]),
-                         training=False)).argmax(axis=1)
-        for s in range(0, len(clips), batch_size)])
-    return fresh, float((predicted == labels).mean())
-
-
 def data_randomisation(explainer, train_clips, clips, targets, epochs: int = 5,
                        seed: int = 0, progress: bool = False, retrain_top: int = 0) -> dict:
     """Maps of the trained model against maps of the same architecture trained on permuted
@@ -203,9 +167,9 @@ def data_randomisation(explainer, train_clips, clips, targets, epochs: int = 5,
     from zoo.xai.attribution import Explainer
 
     reference = _maps(explainer, clips, targets, False)
-    if explainer.encoder is not None:
-        from zoo.xai.whisper import train_permuted
+    from zoo.xai.permuted import train_on_permuted_labels, train_permuted
 
+    if explainer.encoder is not None:
         runs = train_permuted(explainer.model, train_clips, epochs, seed, retrain_top, progress)
     else:
         permuted, accuracy = train_on_permuted_labels(explainer.model, train_clips, epochs,
