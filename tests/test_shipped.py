@@ -80,3 +80,23 @@ def test_shipped_refit_model_serves_a_speaker(name):
     probs = runner.predict_by_speaker(waves, ["Actor_04"] * len(waves))
     assert probs.shape == (len(waves), len(runner.labels))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+
+
+reliable = [p for p in present
+            if "reliability" in json.loads((ROOT / "savedmodels" / p / "zoo.json").read_text())]
+
+
+@pytest.mark.parametrize("name", reliable)
+def test_shipped_model_refuses_bad_requests_with_their_reason(name):
+    """The reliability outputs (speech_ratio) run after the input checks: a bad request gets
+    the checks' one-line reason, every time (not an error from inside the speech graph)."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(ROOT / "savedmodels" / name))
+    wave = np.random.default_rng(0).normal(0, 0.1, (2, 16000)).astype(np.float32)
+    sig = loaded.signatures["serving_with_length"]
+    for _ in range(3):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="length: wrong rank"):
+            sig(waveform=tf.constant(wave), length=tf.constant([[16000], [16000]], tf.int32))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="length: larger than"):
+        sig(waveform=tf.constant(wave), length=tf.constant([16000, 20000], tf.int32))

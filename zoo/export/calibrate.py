@@ -79,23 +79,28 @@ def calibrated_module(loaded, labels: list[str], reliability):
     wave, length = (tf.TensorSpec([None, None], tf.float32, name="waveform"),
                     tf.TensorSpec([None], tf.int32, name="length"))
 
-    def ratio(waveform, n=None):
-        n = tf.fill([tf.shape(waveform)[0]], tf.shape(waveform)[1]) if n is None else n
-        return speech_ratio(waveform, n, reliability)
+    def ratio(after, waveform, n=None):
+        """speech_ratio once `after` (the old graph's answer, which carries its input checks)
+        exists: a bad request keeps the old graph's one-line message."""
+        with tf.control_dependencies([after]):
+            n = tf.fill([tf.shape(waveform)[0]], tf.shape(waveform)[1]) if n is None else n
+            return speech_ratio(waveform, n, reliability)
 
-    def out(result, r=None, speaker=False):
-        return outputs(module.labels, result["probabilities"], reliability, r, speaker)
+    def out(result, audio=None, speaker=False):
+        p = result["probabilities"]
+        r = None if audio is None else ratio(p, *audio)
+        return outputs(module.labels, p, reliability, r, speaker)
 
     functions = {}
     if SIGNATURE_DEFAULT in sigs:
         functions[SIGNATURE_DEFAULT] = tf.function(
-            lambda waveform: out(sigs[SIGNATURE_DEFAULT](waveform=waveform), ratio(waveform)),
+            lambda waveform: out(sigs[SIGNATURE_DEFAULT](waveform=waveform), (waveform,)),
             input_signature=[wave])
     if SIGNATURE_LENGTH in sigs:
         functions[SIGNATURE_LENGTH] = tf.function(
             lambda waveform, length: out(sigs[SIGNATURE_LENGTH](waveform=waveform,
                                                                 length=length),
-                                         ratio(waveform, length)),
+                                         (waveform, length)),
             input_signature=[wave, length])
     if SIGNATURE_STATS in sigs:
         stats = [tf.TensorSpec([None, None], tf.float32, name=n)
@@ -104,21 +109,22 @@ def calibrated_module(loaded, labels: list[str], reliability):
             lambda waveform, length, feature_mean, feature_std: out(
                 sigs[SIGNATURE_STATS](waveform=waveform, length=length,
                                       feature_mean=feature_mean, feature_std=feature_std),
-                ratio(waveform, length)),
+                (waveform, length)),
             input_signature=[wave, length, *stats])
     if SIGNATURE_SPEAKER in sigs:
         functions[SIGNATURE_SPEAKER] = tf.function(
             lambda waveform, length, speaker: out(
                 sigs[SIGNATURE_SPEAKER](waveform=waveform, length=length, speaker=speaker),
-                ratio(waveform, length), speaker=True),
+                (waveform, length), speaker=True),
             input_signature=[wave, length, tf.TensorSpec([None], tf.string, name="speaker")])
     if SIGNATURE_EMBEDDING in sigs:
-        functions[SIGNATURE_EMBEDDING] = tf.function(
-            lambda waveform, length: {
-                "embedding": tf.identity(sigs[SIGNATURE_EMBEDDING](
-                    waveform=waveform, length=length)["embedding"], name="embedding"),
-                "speech_ratio": tf.identity(ratio(waveform, length), name="speech_ratio")},
-            input_signature=[wave, length])
+        def embed(waveform, length):
+            emb = sigs[SIGNATURE_EMBEDDING](waveform=waveform, length=length)["embedding"]
+            return {"embedding": tf.identity(emb, name="embedding"),
+                    "speech_ratio": tf.identity(ratio(emb, waveform, length),
+                                                name="speech_ratio")}
+
+        functions[SIGNATURE_EMBEDDING] = tf.function(embed, input_signature=[wave, length])
     if SIGNATURE_SPEAKER_STATS in sigs:
         emb = [tf.TensorSpec([None, None], tf.float32, name=n)
                for n in ("embedding", "embedding_mean", "embedding_std")]

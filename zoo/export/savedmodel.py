@@ -141,14 +141,18 @@ class ServingModule(tf.Module):
         """probabilities (calibrated), label, logits, status (+ speech_ratio): zoo.export.reliability."""
         return outputs(self.labels, probabilities, self.reliability, ratio, speaker)
 
-    def _speech(self, waveform, length):
-        return speech_ratio(waveform, length, self.reliability)
+    def _speech(self, waveform, length, after):
+        """speech_ratio, computed after `after` (the features, which carry the input checks):
+        a bad request is refused with the checks' message, never one from the speech graph."""
+        with tf.control_dependencies([after]):
+            return speech_ratio(waveform, length, self.reliability)
 
     def _predict(self, waveform, length=None, stats=None):
         if length is None:
             length = full_length(waveform)
         features = self._features(waveform, length, stats)
-        return self._outputs(self.model(features, training=False), self._speech(waveform, length))
+        return self._outputs(self.model(features, training=False),
+                             self._speech(waveform, length, features))
 
     def signatures(self) -> dict:
         """{signature name: concrete function} to save."""
@@ -225,16 +229,17 @@ class SpeakerServingModule(ServingModule):
                 message="speaker: one id per waveform row needed")
         features = self._features(waveform, length, extra_checks=ranks + [rows])
         embedding = speaker_standardize(trunk(features, training=False), speaker)
-        return self._outputs(head(embedding, training=False), self._speech(waveform, length),
-                             speaker=True)
+        return self._outputs(head(embedding, training=False),
+                             self._speech(waveform, length, features), speaker=True)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="waveform"),
                                   tf.TensorSpec([None], tf.int32, name="length")])
     def serve_embedding(self, waveform, length):
         trunk, _ = self._speaker_models.value
-        embedding = trunk(self._features(waveform, length), training=False)
+        features = self._features(waveform, length)
+        embedding = trunk(features, training=False)
         return {"embedding": tf.identity(embedding, name="embedding"),
-                "speech_ratio": tf.identity(self._speech(waveform, length),
+                "speech_ratio": tf.identity(self._speech(waveform, length, features),
                                             name="speech_ratio")}
 
     @tf.function(input_signature=[
