@@ -140,8 +140,25 @@ def main(argv=None) -> int:
                       f"{100 * r['per_speaker']['ua']:.1f} (trained head "
                       f"{100 * r['trained_head']['ua']:.1f}; {r['minutes']} min)", flush=True)
     path = write_results("cross_corpus", {"results": results}, script="cross_corpus")
+    print(table(results))
     print(f"wrote {path}")
     return 0
+
+
+def table(results: list[dict]) -> str:
+    """Markdown: one row per held-out corpus and training set, UA one clip / per speaker with
+    the per-class recall of the one-clip head (classes the corpus lacks left out)."""
+    lines = ["| held out | recipe | trained on | UA one clip | UA per speaker | validation UA "
+             "(one clip / per speaker) | recall per class, one clip |",
+             "| --- | --- | --- | ---: | ---: | ---: | --- |"]
+    for r in results:
+        recall = ", ".join(f"{c} {100 * m['recall']:.0f}"
+                           for c, m in r["plain"].get("per_class", {}).items())
+        lines.append(f"| {r['held_out']} | {r['recipe']} | {' + '.join(r['train_corpora'])} | "
+                     f"{100 * r['plain']['ua']:.1f} | {100 * r['per_speaker']['ua']:.1f} | "
+                     f"{100 * r['validation']['plain']:.1f} / "
+                     f"{100 * r['validation']['per_speaker']:.1f} | {recall} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
