@@ -251,7 +251,8 @@ def format_table(results: list[FileResult], labels: list[str]) -> str:
         name = r.path if len(r.path) <= width else "..." + r.path[-(width - 3):]
         label = _probs(p, labels, r.status)["label"] or "-"
         lines.append(f"{name:<{width}}  {r.duration:6.2f}  {len(r.bounds):3d}  "
-                     f"{r.speech_ratio:6.2f}  {r.status:<14} {label:<10} {p.max():5.3f}  "
+                     f"{r.speech_ratio:6.2f}  {r.status:<14} {label:<10} "
+                     + (f"{'-':>5}  " if r.status == "no_speech" else f"{p.max():5.3f}  ")
                      + " ".join(f"{v:7.3f}" for v in p))
     return "\n".join(lines)
 
