@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.export.calibration import softmax
 from zoo.export.layout import (
     SIGNATURE_DEFAULT, SIGNATURE_EMBEDDING, SIGNATURE_LENGTH, SIGNATURE_SPEAKER,
     SIGNATURE_SPEAKER_STATS, read_export,
@@ -210,8 +211,7 @@ def _reliability_checks(loaded, reliability: dict, wave: np.ndarray) -> list[Che
     except Exception as err:  # noqa: BLE001
         return [Check("reliability", False, f"{SIGNATURE_DEFAULT} failed: {_one_line(err)}")]
     logits, probs = outs[0]["logits"].numpy(), outs[0]["probabilities"].numpy()
-    scaled = np.exp(logits / temperature - (logits / temperature).max(-1, keepdims=True))
-    diff = float(np.abs(scaled / scaled.sum(-1, keepdims=True) - probs).max())
+    diff = float(np.abs(softmax(logits, temperature) - probs).max())
     ratio = float(outs[0]["speech_ratio"].numpy()[0])
     status = [o["status"].numpy()[0].decode() for o in outs]
     expect = "no_speech" if ratio < float(reliability["no_speech_threshold"]) else (
@@ -267,9 +267,7 @@ def _call_checks(path: Path, loaded, spec, labels: list[str], wave: np.ndarray) 
     if SIGNATURE_SPEAKER in loaded.signatures:
         checks += _speaker_checks(loaded, wave, len(labels))
     if "logits" in out:  # the Keras model gives the probabilities before calibration
-        logits = out["logits"].numpy()
-        served = np.exp(logits - logits.max(-1, keepdims=True))
-        served /= served.sum(-1, keepdims=True)
+        served = softmax(out["logits"].numpy())
     checks.append(_keras_check(path, spec, wave, served))
     return checks
 

@@ -133,10 +133,9 @@ class LiteModule(tf.Module):
             features = tf.reshape(features, [1, -1, self.spec.channels])
         probabilities = self._keras.value(features, training=False)
         if self.temperature != 1.0:  # as the SavedModel: softmax(log p / T)
-            from zoo.export.reliability import FLOOR
+            from zoo.export.reliability import calibrate_graph
 
-            logits = tf.math.log(tf.maximum(probabilities, FLOOR))
-            probabilities = tf.nn.softmax(logits / self.temperature, axis=-1)
+            _, probabilities = calibrate_graph(probabilities, self.temperature)
         label = tf.gather(self.labels, tf.argmax(probabilities, axis=-1))
         return {"probabilities": probabilities, "label": label}
 

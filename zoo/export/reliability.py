@@ -30,9 +30,9 @@ import dataclasses
 import numpy as np
 
 from pipelines.audio.speech_activity import DEFAULT_PARAMS, SpeechActivityParams
+from zoo.export.calibration import FLOOR, softmax  # FLOOR: log(0) made finite
 
 STATUSES = ("ok", "low_confidence", "no_speech")
-FLOOR = float(np.finfo(np.float32).tiny)  # zoo.export.calibration.FLOOR: log(0) made finite
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,14 +104,22 @@ def speech_ratio(waveform, length, rel: Reliability):
     return ratio(waveform, length, rel.speech)
 
 
+def calibrate_graph(probabilities, temperature: float):
+    """(logits, calibrated probabilities) on the graph: log p (exact zeros as FLOOR) and
+    softmax(log p / T), as zoo.export.calibration.apply_temperature does on the host."""
+    import tensorflow as tf
+
+    logits = tf.math.log(tf.maximum(tf.cast(probabilities, tf.float32), FLOOR))
+    return logits, tf.nn.softmax(logits / temperature, axis=-1)
+
+
 def outputs(labels, probabilities, rel: Reliability, ratio=None, speaker: bool = False) -> dict:
     """The signature outputs (see the module docstring) from the model's probabilities."""
     import tensorflow as tf
 
     temperature = rel.speaker_temperature if speaker else rel.temperature
     threshold = rel.speaker_confidence_threshold if speaker else rel.confidence_threshold
-    logits = tf.math.log(tf.maximum(tf.cast(probabilities, tf.float32), FLOOR))
-    calibrated = tf.nn.softmax(logits / temperature, axis=-1)
+    logits, calibrated = calibrate_graph(probabilities, temperature)
     label = tf.gather(labels, tf.argmax(calibrated, axis=-1))
     status = tf.where(tf.reduce_max(calibrated, axis=-1) < threshold,
                       tf.constant("low_confidence"), tf.constant("ok"))
@@ -176,7 +184,8 @@ def statuses(probabilities, ratio, rel: Reliability, speaker: bool = False) -> n
 
 
 def uncalibrated(probabilities, temperature: float) -> np.ndarray:
-    """The model's own probabilities back from softmax(logits / T): softmax(T * log p)."""
-    logp = np.log(np.maximum(np.asarray(probabilities, np.float64), FLOOR)) * temperature
-    p = np.exp(logp - logp.max(axis=-1, keepdims=True))
-    return p / p.sum(axis=-1, keepdims=True)
+    """The model's own probabilities back from softmax(logits / T): softmax(T * log p). (Not
+    apply_temperature: that refuses rows that do not sum to 1 within 1e-3, which int8 LiteRT
+    outputs may not.)"""
+    return softmax(np.log(np.maximum(np.asarray(probabilities, np.float64), FLOOR)),
+                   1.0 / temperature)
