@@ -6,9 +6,10 @@ checks and JSON form. No TensorFlow here.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import numbers
+
+from pipelines.common.fields import JsonFields
 
 PARAMS_VERSION = 1
 SAMPLE_RATE = 16000
@@ -25,7 +26,7 @@ class ParamsError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class SpeechActivityParams:
+class SpeechActivityParams(JsonFields):
     """The thresholds of speech activity (see the module docstring for what each one gates).
 
     abs_floor_db: a frame quieter than this (mean square, dB re full scale, 0-1.8 kHz) is
@@ -40,6 +41,10 @@ class SpeechActivityParams:
     min_run_frames: speech runs shorter than this many frames are dropped.
     no_speech_threshold: speech_ratio below this is the status 'no_speech'.
     """
+
+    _ERROR = ParamsError  # JsonFields: to_dict / to_json / from_dict / from_json
+    _OBJECT = "speech activity parameters are"
+    _NAME = "speech activity"
 
     abs_floor_db: float = -75.0
     floor_percentile: float = 10.0
@@ -104,33 +109,6 @@ class SpeechActivityParams:
     def frame_seconds(self) -> float:
         """Time between frames (frame t is centred at t * frame_seconds)."""
         return HOP * DECIMATION / SAMPLE_RATE
-
-    def replace(self, **changes) -> "SpeechActivityParams":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SpeechActivityParams":
-        if not isinstance(data, dict):
-            raise ParamsError("speech activity parameters are a JSON object of fields, "
-                              f"got {type(data).__name__}")
-        unknown = sorted(map(str, set(data) - {f.name for f in dataclasses.fields(cls)}))
-        if unknown:
-            raise ParamsError(f"unknown speech activity fields: {', '.join(unknown)}")
-        return cls(**data)
-
-    @classmethod
-    def from_json(cls, text: str) -> "SpeechActivityParams":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ParamsError(f"speech activity JSON does not parse: {err}") from None
-        return cls.from_dict(data)
 
 
 DEFAULT_PARAMS = SpeechActivityParams()

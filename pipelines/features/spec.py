@@ -7,9 +7,10 @@ A frozen dataclass, stored as JSON beside every TFRecord set, run and SavedModel
 from __future__ import annotations
 
 import dataclasses
-import json
 import numbers
 from pathlib import Path
+
+from pipelines.common.fields import JsonFields
 
 SPEC_VERSION = 1
 # The zoo's silence trimming: 40 dB below the loudest frame (RAVDESS clips are about 30% digital
@@ -32,7 +33,7 @@ class SpecError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class FeatureSpec:
+class FeatureSpec(JsonFields):
     """How a 16 kHz waveform becomes a [time, channels] feature matrix.
 
     kind: 'logmel' (n_mels channels), 'mfcc' (n_mfcc cepstral coefficients + 1 log energy) or
@@ -51,6 +52,10 @@ class FeatureSpec:
     trim_db: trim leading and trailing frames quieter than (loudest frame - trim_db) dB
         before anything else, as librosa.effects.trim; None keeps the whole clip.
     """
+
+    _ERROR = SpecError  # JsonFields: to_dict / to_json / from_dict / from_json
+    _OBJECT = "a FeatureSpec is"
+    _NAME = "FeatureSpec"
 
     kind: str = "logmel"
     sample_rate: int = 16000
@@ -138,33 +143,6 @@ class FeatureSpec:
     def frames(self, num_samples: int) -> int:
         """Frames for a clip of num_samples (centred framing)."""
         return 1 + num_samples // self.hop_length
-
-    def replace(self, **changes) -> "FeatureSpec":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "FeatureSpec":
-        if not isinstance(data, dict):
-            raise SpecError(f"a FeatureSpec is a JSON object of fields, got {type(data).__name__}")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(map(str, set(data) - fields))
-        if unknown:
-            raise SpecError(f"unknown FeatureSpec fields: {', '.join(unknown)}")
-        return cls(**data)
-
-    @classmethod
-    def from_json(cls, text: str) -> "FeatureSpec":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise SpecError(f"FeatureSpec JSON does not parse: {err}") from None
-        return cls.from_dict(data)
 
     def save(self, path) -> None:
         from pipelines.common.io import write_text_atomic
