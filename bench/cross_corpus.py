@@ -2,7 +2,8 @@
 
     python bench/cross_corpus.py [--corpora ../shared/corpora] [--recipes whisper mfcc_cnn]
         [--held-out ravdess tess savee nemo] [--work runs/cross-corpus]
-        -> bench/results/cross_corpus.json
+        -> bench/results/cross_corpus.json (rows of earlier runs for other held-out corpora,
+           recipes or training sets are kept)
 
 For each held-out corpus C and recipe, with the zoo's own commands (each in its own process):
 1. `pipelines.build` over all the shared corpora with every speaker of C as the test split and
@@ -98,7 +99,8 @@ def run_one(held_out: str, recipe: str, train: list[str], args, root: Path) -> d
               "validation": {"trained_head": trained["validation"]["ua"],
                              "plain": refit["validation"]["ua"],
                              "per_speaker": refit["speaker_norm"]["validation"]["ua"]},
-              "minutes": round((time.perf_counter() - started) / 60, 1)}
+              "minutes": round((time.perf_counter() - started) / 60, 1),
+              "command": " ".join(["python bench/cross_corpus.py", *sys.argv[1:]])}
     done.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -139,10 +141,29 @@ def main(argv=None) -> int:
                       f"UA one clip {100 * r['plain']['ua']:.1f}, per speaker "
                       f"{100 * r['per_speaker']['ua']:.1f} (trained head "
                       f"{100 * r['trained_head']['ua']:.1f}; {r['minutes']} min)", flush=True)
+    results = merged(results)
     path = write_results("cross_corpus", {"results": results}, script="cross_corpus")
     print(table(results))
     print(f"wrote {path}")
     return 0
+
+
+def merged(new: list[dict]) -> list[dict]:
+    """The rows of this run with those of earlier runs (other held-out corpora, recipes or
+    training sets) kept from bench/results/cross_corpus.json, in CORPORA / RECIPES order."""
+    from bench._common import RESULTS
+
+    def key(r):
+        return r["held_out"], r["recipe"], tuple(r["train_corpora"])
+
+    path = RESULTS / "cross_corpus.json"
+    old = json.loads(path.read_text())["results"] if path.is_file() else []
+    ours = {key(r) for r in new}
+    rows = [r for r in old if key(r) not in ours] + new
+    order = {name: i for i, name in enumerate(CORPORA)}
+    recipes = {name: i for i, name in enumerate(RECIPES)}
+    return sorted(rows, key=lambda r: (order[r["held_out"]], recipes[r["recipe"]],
+                                       -len(r["train_corpora"])))
 
 
 def table(results: list[dict]) -> str:
