@@ -87,6 +87,29 @@ def test_graph_outputs_and_calibration(tiny_export):
     assert [s.decode() for s in out["label"].numpy()] == [labels[i] for i in probs.argmax(1)]
 
 
+def test_runner_takes_the_speech_ratio_from_the_graph(tiny_export, monkeypatch):
+    """zoo.predict / zoo.evaluate use the speech_ratio the export's graph returns instead of
+    computing it again beside the model."""
+    from zoo.export import reliability
+    from zoo.inference.savedmodel import SavedModelRunner
+
+    runner = SavedModelRunner(tiny_export[0])
+    speech = sf.read(sorted((DEMO / "Actor_01").glob("*.flac"))[0], dtype="float32")[0]
+    clips = [np.zeros(SR, np.float32), speech[:3 * SR], speech[SR:2 * SR]]
+    probs, ratios = runner.predict_with_speech(clips, batch_size=2)
+    np.testing.assert_allclose(probs, runner.predict(clips), atol=1e-6)
+    np.testing.assert_allclose(ratios, host_speech_ratios(clips, of_export(runner.info).speech),
+                               atol=1e-6)
+    assert ratios[0] == 0 and ratios[1] > 0.1
+
+    def host(*_a, **_k):
+        raise AssertionError("speech ratio computed again beside a graph that returns it")
+
+    monkeypatch.setattr(reliability, "host_speech_ratios", host)
+    ((_, window_probs, window_ratios),) = predict.predict_waveforms(runner, [clips[1]], 4.0, 4.0)
+    np.testing.assert_allclose(window_ratios, ratios[1:2], atol=1e-6)
+
+
 def test_zoo_calibrate_wraps_an_old_export(tiny_export, demo_set, tmp_path, capsys):
     old, labels = _old_export(tiny_export, tmp_path)
     assert calibrate.main(["--model", str(old), "--data", str(demo_set), "--quiet"]) == 0

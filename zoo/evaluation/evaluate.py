@@ -145,8 +145,9 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
         if warning:
             print(warning, file=sys.stderr)
         probs = runner.predict_by_speaker(waves, speakers, group_size=speaker_group)
+        ratios = None
     else:
-        probs = runner.predict(waves, batch_size=batch_size, stats=stats)
+        probs, ratios = runner.predict_with_speech(waves, batch_size=batch_size, stats=stats)
     pred = rows[[c for c in ("id", "path", "speaker", "corpus", "emotion", "original_label")
                  if c in rows]].copy()
     pred["label"] = [labels.index(e) for e in rows["emotion"]]
@@ -155,7 +156,8 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
     for j, name in enumerate(labels):
         pred[f"p_{name}"] = probs[:, j]
     metrics = full_report(pred, labels)
-    metrics["reliability"] = _reliability_report(runner.info, pred, probs, waves, by_speaker)
+    metrics["reliability"] = _reliability_report(runner.info, pred, probs, waves, by_speaker,
+                                                 ratios)
     trained_share = runner.info.get("speaker_norm_training_share", 0.0)
     metrics.update(model=str(runner.path), excluded_labels=unknown,
                    speakers=int(pred["speaker"].nunique()),
@@ -169,10 +171,11 @@ def evaluate(model_path, rows: pd.DataFrame, waves: list[np.ndarray], batch_size
 
 
 def _reliability_report(info: dict, pred: pd.DataFrame, probs: np.ndarray, waves,
-                        speaker: bool) -> dict:
+                        speaker: bool, ratios: np.ndarray | None = None) -> dict:
     """ECE (15 bins) of the served probabilities and of the model's own (before the export's
     temperature), and the status counts (docs/reliability.md); adds speech_ratio and status
-    columns to `pred`. Exports made before zoo.export.reliability have no temperature (before = after)
+    columns to `pred`: `ratios` as the export's graph returned them, else computed here with its
+    parameters. Exports made before zoo.export.reliability have no temperature (before = after)
     and get the default speech-activity threshold."""
     from zoo.export.calibration import ECE_BINS, expected_calibration_error
     from zoo.export.reliability import host_speech_ratios, of_export, statuses, uncalibrated
@@ -180,7 +183,7 @@ def _reliability_report(info: dict, pred: pd.DataFrame, probs: np.ndarray, waves
     rel = of_export(info)
     temperature = rel.speaker_temperature if speaker else rel.temperature
     labels = pred["label"].to_numpy()
-    pred["speech_ratio"] = host_speech_ratios(waves, rel.speech)
+    pred["speech_ratio"] = host_speech_ratios(waves, rel.speech) if ratios is None else ratios
     pred["status"] = statuses(probs, pred["speech_ratio"].to_numpy(), rel, speaker)
     counts = pred["status"].value_counts()
     return {"calibrated": bool(info.get("reliability")), "temperature": temperature,

@@ -116,6 +116,11 @@ class LiteRunner:
         """Probabilities [classes] of one clip."""
         return self.runner(waveform=check_clip(wave))["probabilities"][0]
 
+    def predict_with_speech(self, waves, batch_size: int = 1, stats=None, **_):
+        """(predict(), None): a .tflite returns probabilities only; callers compute the speech
+        ratio beside it (zoo.export.reliability.host_speech_ratios)."""
+        return self.predict(waves, batch_size, stats), None
+
     def predict(self, waves, batch_size: int = 1, stats=None, **_) -> np.ndarray:
         """Probabilities [n, classes], one clip per call (batch_size is accepted for the
         SavedModelRunner interface and ignored); a progress bar if the runner was made with

@@ -103,21 +103,24 @@ def predict_waveforms(runner, waves, window: float, hop: float, batch_size: int 
                       speakers=None) -> list[tuple[list, np.ndarray, np.ndarray]]:
     """(bounds, window probabilities, window speech ratios) for each waveform, in one batched
     model pass; with `speakers` (one id per waveform), through serving_by_speaker, every window
-    of a speaker in one request. The speech ratios are pipelines.audio.speech_activity's with the
-    export's parameters (what its graph returns as speech_ratio)."""
+    of a speaker in one request. The speech ratios are those the export's graph returns
+    (speech_ratio), else pipelines.audio.speech_activity's computed here with the export's
+    parameters (by speaker, older exports, .tflite)."""
     from zoo.export.reliability import host_speech_ratios, of_export
 
     win, step = int(round(window * SAMPLE_RATE)), int(round(hop * SAMPLE_RATE))
     bounds = [window_bounds(len(w), win, step) for w in waves]
     pieces = [w[s:e] for w, b in zip(waves, bounds) for s, e in b]
+    ratios = None
     if not pieces:
         probs = np.zeros((0, len(runner.labels)), np.float32)
     elif speakers is not None:
         probs = runner.predict_by_speaker(
             pieces, [s for s, b in zip(speakers, bounds) for _ in b])
     else:
-        probs = runner.predict(pieces, batch_size=batch_size)
-    ratios = host_speech_ratios(pieces, of_export(runner.info).speech)
+        probs, ratios = runner.predict_with_speech(pieces, batch_size=batch_size)
+    if ratios is None:
+        ratios = host_speech_ratios(pieces, of_export(runner.info).speech)
     out, at = [], 0
     for b in bounds:
         out.append((b, probs[at:at + len(b)], ratios[at:at + len(b)]))

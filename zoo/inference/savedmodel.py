@@ -66,29 +66,51 @@ class SavedModelRunner:
 
         return FeatureSpec.from_dict(self.info["feature_spec"])
 
-    def predict_batch(self, waveform: np.ndarray, length: np.ndarray, stats=None) -> np.ndarray:
+    def run_batch(self, waveform: np.ndarray, length: np.ndarray, stats=None) -> dict:
+        """The outputs of serving_with_length (serving_with_stats with stats) for one padded
+        batch, as numpy arrays."""
         tf = quiet_tensorflow()
         inputs = {"waveform": tf.constant(waveform, tf.float32),
                   "length": tf.constant(length, tf.int32)}
         if stats is None:
-            return self.signature(**inputs)["probabilities"].numpy()
-        if SIGNATURE_STATS not in self.loaded.signatures:
-            raise ValueError(f"{self.path}: exported without the {SIGNATURE_STATS} signature")
-        out = self.loaded.signatures[SIGNATURE_STATS](
-            **inputs, feature_mean=tf.constant(stats[0]), feature_std=tf.constant(stats[1]))
-        return out["probabilities"].numpy()
+            out = self.signature(**inputs)
+        else:
+            if SIGNATURE_STATS not in self.loaded.signatures:
+                raise ValueError(f"{self.path}: exported without the {SIGNATURE_STATS} "
+                                 "signature")
+            out = self.loaded.signatures[SIGNATURE_STATS](
+                **inputs, feature_mean=tf.constant(stats[0]),
+                feature_std=tf.constant(stats[1]))
+        return {k: v.numpy() for k, v in out.items()}
 
-    def predict(self, waves: list[np.ndarray], batch_size: int = 16,
-                max_batch_samples: int = MAX_BATCH_SAMPLES, stats=None) -> np.ndarray:
-        """Probabilities [n, classes]; clips are batched by similar length (less padding),
+    def predict_batch(self, waveform: np.ndarray, length: np.ndarray, stats=None) -> np.ndarray:
+        return self.run_batch(waveform, length, stats)["probabilities"]
+
+    def predict_with_speech(self, waves: list[np.ndarray], batch_size: int = 16,
+                            max_batch_samples: int = MAX_BATCH_SAMPLES, stats=None):
+        """(probabilities [n, classes], speech ratios [n] or None): the speech ratios the
+        export's graph returns beside the probabilities (zoo.export.reliability), None for an
+        export made before it had them. Clips are batched by similar length (less padding),
         results come back in input order. stats: optional (mean, std) arrays [n, C] per clip
         (per-speaker normalisation)."""
         out = np.zeros((len(waves), len(self.labels)), np.float32)
+        ratios = np.zeros(len(waves), np.float32)
+        graph_ratios = True
         for idx in batches(waves, batch_size, max_batch_samples):
             batch, length = padded(waves, idx)
             clip_stats = None if stats is None else (stats[0][idx], stats[1][idx])
-            out[idx] = self.predict_batch(batch, length, clip_stats)
-        return out
+            result = self.run_batch(batch, length, clip_stats)
+            out[idx] = result["probabilities"]
+            if "speech_ratio" in result:
+                ratios[idx] = result["speech_ratio"]
+            else:
+                graph_ratios = False
+        return out, (ratios if graph_ratios else None)
+
+    def predict(self, waves: list[np.ndarray], batch_size: int = 16,
+                max_batch_samples: int = MAX_BATCH_SAMPLES, stats=None) -> np.ndarray:
+        """Probabilities [n, classes] (predict_with_speech without the speech ratios)."""
+        return self.predict_with_speech(waves, batch_size, max_batch_samples, stats)[0]
 
     @property
     def by_speaker(self) -> bool:
