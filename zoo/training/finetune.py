@@ -20,7 +20,7 @@ import numpy as np
 
 from pipelines.common.tfenv import quiet_tensorflow
 from zoo.training.setup import (TrainConfig, TrainError, check_data, demo_data, export_base,
-                             resolve_run_dir, write_hparams, write_run_files)
+                             resolve_run_dir, seed_run, write_hparams, write_run_files)
 
 
 def raw_spec():
@@ -158,9 +158,7 @@ def train_finetune(config: TrainConfig) -> dict:
     run.mkdir(parents=True, exist_ok=True)
     import tf_keras
 
-    tf_keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    seed_run(config, tf_keras.utils.set_random_seed)
     model = build_for_training(config, len(labels))
     epochs = config.resolved_epochs()
     info = model.checkpoint_info

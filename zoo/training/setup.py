@@ -75,6 +75,14 @@ def resolve_run_dir(config: TrainConfig, data: Path) -> Path:
     raise TrainError(f"too many runs under {base}")
 
 
+def seed_run(config: TrainConfig, set_random_seed) -> None:
+    """The run's seed through `set_random_seed` (Keras' or, for the Hugging Face models,
+    tf_keras') and, with --deterministic, TensorFlow's op determinism."""
+    set_random_seed(config.seed)
+    if config.deterministic:
+        quiet_tensorflow().config.experimental.enable_op_determinism()
+
+
 def export_base(config: TrainConfig, run: Path) -> Path:
     """Where the run's SavedModel goes: --export; else savedmodels/, or the run folder's own
     savedmodels/ for the bundled demo (no --data), so a demo never adds a shipped version."""

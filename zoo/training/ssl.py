@@ -22,7 +22,7 @@ import numpy as np
 
 from pipelines.common.tfenv import quiet_tensorflow
 from zoo.training.setup import (TrainConfig, TrainError, check_data, export_base,
-                             resolve_run_dir, write_hparams, write_run_files)
+                             resolve_run_dir, seed_run, write_hparams, write_run_files)
 from zoo.export.reliability import reliability_from
 from zoo.training.report import finish_run, headline, prediction_rows
 
@@ -157,7 +157,7 @@ def fit_input_norm(model, data, entry) -> None:
 
 
 def train_head(config: TrainConfig, entry) -> dict:
-    tf = quiet_tensorflow()
+    quiet_tensorflow()  # before keras: start-up noise stays hidden
     import keras
 
     from pipelines.records.embedding_set import class_weights, make_dataset
@@ -176,9 +176,7 @@ def train_head(config: TrainConfig, entry) -> dict:
     labels = eset.labels
     run = resolve_run_dir(config, data)
     run.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    seed_run(config, keras.utils.set_random_seed)
     epochs = config.resolved_epochs()
     print(f"model {config.model} on {data} ({eset.describe()}; "
           f"{eset.examples('train')} train / {eset.examples('validation')} validation clips), "

@@ -27,7 +27,8 @@ from pipelines.common.tfenv import quiet_tensorflow
 
 from zoo.training.setup import (  # noqa: F401 - re-exported: these were defined here first
     DEMO_DIR, TrainConfig, TrainError, check_data, demo_data, export_base, make_strategy,
-    package_versions, resolve_run_dir, worker_role, write_hparams, write_run_files,
+    package_versions, resolve_run_dir, seed_run, worker_role, write_hparams,
+    write_run_files,
 )
 
 
@@ -35,7 +36,7 @@ from zoo.training.setup import (  # noqa: F401 - re-exported: these were defined
 
 def train(config: TrainConfig) -> dict:
     """Run one training job; returns the metrics dict (also written to metrics.json)."""
-    tf = quiet_tensorflow()
+    quiet_tensorflow()  # before keras: start-up noise stays hidden
     import keras
 
     from pipelines.records.dataset import balance_weights, make_dataset
@@ -65,9 +66,7 @@ def train(config: TrainConfig) -> dict:
     if not chief:  # other workers write their (unused) copies to a scratch folder
         run = run / f".worker-{worker_index}"
     run.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    seed_run(config, keras.utils.set_random_seed)
     epochs = config.resolved_epochs()
     print(f"model {config.model} on {data} ({tfset.examples('train')} train / "
           f"{tfset.examples('validation')} validation clips), {epochs} epochs, "
