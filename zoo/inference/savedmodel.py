@@ -83,9 +83,6 @@ class SavedModelRunner:
                 feature_std=tf.constant(stats[1]))
         return {k: v.numpy() for k, v in out.items()}
 
-    def predict_batch(self, waveform: np.ndarray, length: np.ndarray, stats=None) -> np.ndarray:
-        return self.run_batch(waveform, length, stats)["probabilities"]
-
     def predict_with_speech(self, waves: list[np.ndarray], batch_size: int = 16,
                             max_batch_samples: int = MAX_BATCH_SAMPLES, stats=None):
         """(probabilities [n, classes], speech ratios [n] or None): the speech ratios the
@@ -94,23 +91,26 @@ class SavedModelRunner:
         results come back in input order. stats: optional (mean, std) arrays [n, C] per clip
         (per-speaker normalisation)."""
         out = np.zeros((len(waves), len(self.labels)), np.float32)
-        ratios = np.zeros(len(waves), np.float32)
-        graph_ratios = True
+        ratios = np.zeros(len(waves), np.float32) if self.speech_ratio_output else None
         for idx in batches(waves, batch_size, max_batch_samples):
             batch, length = padded(waves, idx)
             clip_stats = None if stats is None else (stats[0][idx], stats[1][idx])
             result = self.run_batch(batch, length, clip_stats)
             out[idx] = result["probabilities"]
-            if "speech_ratio" in result:
+            if ratios is not None:
                 ratios[idx] = result["speech_ratio"]
-            else:
-                graph_ratios = False
-        return out, (ratios if graph_ratios else None)
+        return out, ratios
 
     def predict(self, waves: list[np.ndarray], batch_size: int = 16,
                 max_batch_samples: int = MAX_BATCH_SAMPLES, stats=None) -> np.ndarray:
         """Probabilities [n, classes] (predict_with_speech without the speech ratios)."""
         return self.predict_with_speech(waves, batch_size, max_batch_samples, stats)[0]
+
+    @property
+    def speech_ratio_output(self) -> bool:
+        """Whether the export's graph returns speech_ratio (exports made since
+        zoo.export.reliability, in every waveform signature alike)."""
+        return "speech_ratio" in self.signature.structured_outputs
 
     @property
     def by_speaker(self) -> bool:
