@@ -43,17 +43,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import REPO, load_average, write_results  # noqa: E402
+from bench.cross_corpus import validation_for  # noqa: E402
 from bench.whisper_layers import load_set, per_speaker  # noqa: E402
 
 CORPORA = ("ravdess", "nemo", "savee", "tess")
-VALIDATION = {"ravdess": ["ravdess_08", "ravdess_17"], "nemo": ["nemo_IC0"]}
 DEFAULT_C = (0.0003, 0.001, 0.003, 0.01)
 WIDTH = 384
 
 
 def validation_speakers(held_out: str) -> list[str]:
-    out = [s for c, ids in VALIDATION.items() if c != held_out for s in ids]
-    return out + (["savee_JE"] if held_out == "ravdess" else [])
+    """bench/cross_corpus.py's validation speakers with every other corpus training."""
+    return validation_for(held_out, [c for c in CORPORA if c != held_out])
 
 
 def clip_norm(x: np.ndarray) -> np.ndarray:
