@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     from pipelines.common.tfenv import quiet_tensorflow
 
     tf = quiet_tensorflow()
-    from zoo.evaluation.evaluate import clips_from_tfrecords
+    from zoo.evaluation.clips import clips_from_tfrecords
     from zoo.export.lite import litert_version
 
     load_before = load_average()

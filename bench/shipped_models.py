@@ -26,7 +26,8 @@ from pipelines.common.tfenv import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 
 from pipelines.common.io import write_json_atomic  # noqa: E402
-from zoo.evaluation.evaluate import clips_from_tfrecords, evaluate  # noqa: E402
+from zoo.evaluation.clips import clips_from_tfrecords  # noqa: E402
+from zoo.evaluation.evaluate import evaluate  # noqa: E402
 from zoo.export.layout import read_export, versions  # noqa: E402
 
 

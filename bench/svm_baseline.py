@@ -54,7 +54,7 @@ quiet_tensorflow()
 from bench._common import write_results  # noqa: E402
 from pipelines.features.extract import compute_many  # noqa: E402
 from pipelines.records.tfrecord import open_set  # noqa: E402
-from zoo.evaluation.evaluate import clips_from_tfrecords  # noqa: E402
+from zoo.evaluation.clips import clips_from_tfrecords  # noqa: E402
 from zoo.evaluation.metrics import report  # noqa: E402
 from zoo.models import zoo_mfcc_spec  # noqa: E402
 from zoo.training.embedding_heads import speaker_standardize_np  # noqa: E402

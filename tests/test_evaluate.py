@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from conftest import DEMO
-from zoo.evaluation.evaluate import clips_from_tfrecords, evaluate, main
+from zoo.evaluation.clips import clips_from_tfrecords
+from zoo.evaluation.evaluate import evaluate, main
 from zoo.evaluation.metrics import full_report
 
 JSON_KEYS = {"ua", "wa", "macro_f1", "n", "per_class", "per_corpus", "confusion", "labels"}

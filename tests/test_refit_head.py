@@ -183,7 +183,8 @@ def test_speaker_stats_bad_request_is_one_clear_error(refit_run):
 def test_evaluate_speaker_norm_goes_through_serving_by_speaker(refit_run, demo_set, capsys):
     """zoo.evaluate --speaker-norm on the export reproduces the refit's own per-speaker figures
     (Keras path) through the SavedModel, and plain evaluation the plain ones."""
-    from zoo.evaluation.evaluate import clips_from_tfrecords, evaluate
+    from zoo.evaluation.clips import clips_from_tfrecords
+    from zoo.evaluation.evaluate import evaluate
 
     rows, waves = clips_from_tfrecords(demo_set, "test")
     metrics, _ = evaluate(refit_run["export"], rows, waves, speaker_norm=True)

@@ -83,7 +83,8 @@ def test_grouped_run_exports_both_paths(grouped_run):
 def test_served_figures_equal_the_runs(grouped_run, demo_set):
     """The export, evaluated plain and per speaker through its signatures, reproduces the run's
     own test figures (computed with the Keras pieces)."""
-    from zoo.evaluation.evaluate import clips_from_tfrecords, evaluate
+    from zoo.evaluation.clips import clips_from_tfrecords
+    from zoo.evaluation.evaluate import evaluate
 
     metrics = json.loads((grouped_run["run"] / "metrics.json").read_text())
     rows, waves = clips_from_tfrecords(demo_set, "test")

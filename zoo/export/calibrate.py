@@ -38,7 +38,8 @@ class CalibrateError(RuntimeError):
 def fit(model_path, data, progress: bool = True) -> dict:
     """{'plain': calibration, 'speaker': calibration (exports with serving_by_speaker)} fitted
     on the validation split of `data` and scored on its test split (zoo.export.reliability.calibrate)."""
-    from zoo.evaluation.evaluate import clips_from_tfrecords, speaker_ids
+    from zoo.evaluation.clips import clips_from_tfrecords
+    from zoo.evaluation.evaluate import speaker_ids
     from zoo.inference.savedmodel import SavedModelRunner
     from zoo.export.reliability import calibrate
 

@@ -138,7 +138,7 @@ def predict_files(runner, files, window: float = DEFAULT_WINDOW, hop: float | No
     go into one serving_by_speaker request, whose statistics they are; so every file is decoded
     before the model is called (a speaker's clips must be together)."""
     from pipelines.common.parallel import imap_ordered
-    from zoo.evaluation.evaluate import decode_or_reason
+    from zoo.evaluation.clips import decode_or_reason
 
     from zoo.export.reliability import of_export, statuses
 

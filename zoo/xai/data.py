@@ -88,7 +88,7 @@ def load_clips(loaded: LoadedModel, corpus=None, data=None, split: str = "test",
             raise ExplainError("this model takes SSL embeddings: pass --data <embedding set> "
                                "(python -m pipelines.embeddings)")
         return _embedding_clips(loaded, data, split, max_clips, seed)
-    from zoo.evaluation.evaluate import clips_from_corpora, clips_from_tfrecords
+    from zoo.evaluation.clips import clips_from_corpora, clips_from_tfrecords
 
     if corpus:
         rows, waves, skipped = clips_from_corpora(corpus, progress=progress)
